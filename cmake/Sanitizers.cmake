@@ -1,0 +1,13 @@
+# Sanitizers as an INTERFACE target: -DTRACKEVENT_SANITIZE=address (ASan+UBSan) or thread (TSan).
+add_library(trackevent_sanitizers INTERFACE)
+if(TRACKEVENT_SANITIZE STREQUAL "address")
+  set(_san -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+elseif(TRACKEVENT_SANITIZE STREQUAL "thread")
+  set(_san -fsanitize=thread -fno-omit-frame-pointer)
+elseif(NOT TRACKEVENT_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "TRACKEVENT_SANITIZE must be '', 'address' or 'thread'")
+endif()
+if(_san)
+  target_compile_options(trackevent_sanitizers INTERFACE ${_san})
+  target_link_options(trackevent_sanitizers INTERFACE ${_san})
+endif()

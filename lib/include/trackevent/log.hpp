@@ -1,0 +1,45 @@
+#pragma once
+/// Structured logging: one JSON object per line on stderr (or aligned text for people).
+
+#include <optional>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace trackevent::log {
+
+enum class Format { json, text };
+enum class Level { trace, debug, info, warn, error, critical, off };
+
+/// Parses "json"/"text" and "trace|debug|info|warn|error|critical|off"; nullopt when unknown.
+[[nodiscard]] std::optional<Format> parse_format(std::string_view s) noexcept;
+[[nodiscard]] std::optional<Level> parse_level(std::string_view s) noexcept;
+
+/// Configures the process-wide logger (thread-safe, idempotent). Until called, JSON at info.
+/// `color`: text format only; the caller decides (TTY and no NO_COLOR).
+void init(Format format, Level level, bool color = false);
+
+/// Logs `msg` with `fields` (a JSON object) merged after "ts", "level", "msg":
+/// {"ts":"2026-11-28T12:00:00.123Z","level":"error","msg":"rejected event","source":"stdin",...}
+/// Never throws. Keys in `fields` that collide with ts/level/msg are ignored.
+void write(Level level, std::string_view msg, const nlohmann::json& fields = nlohmann::json::object()) noexcept;
+
+inline void debug(std::string_view msg, const nlohmann::json& f = nlohmann::json::object()) noexcept { write(Level::debug, msg, f); }
+inline void info(std::string_view msg, const nlohmann::json& f = nlohmann::json::object()) noexcept { write(Level::info, msg, f); }
+inline void warn(std::string_view msg, const nlohmann::json& f = nlohmann::json::object()) noexcept { write(Level::warn, msg, f); }
+inline void error(std::string_view msg, const nlohmann::json& f = nlohmann::json::object()) noexcept { write(Level::error, msg, f); }
+
+/// Like write(), but at most `burst` lines per `key` per second; the next line that gets through
+/// carries "suppressed": N for the ones held back. For errors that can repeat per event.
+void write_limited(Level level, std::string_view key, std::string_view msg,
+                   const nlohmann::json& fields = nlohmann::json::object(), int burst = 10) noexcept;
+
+/// For tests: sends lines to `sink` instead of stderr (nullptr restores stderr).
+class LineSink {
+ public:
+  virtual ~LineSink() = default;
+  virtual void line(std::string_view text) = 0;
+};
+void set_line_sink_for_testing(LineSink* sink) noexcept;
+
+}  // namespace trackevent::log

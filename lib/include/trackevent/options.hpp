@@ -1,0 +1,92 @@
+#pragma once
+/// TrackerOptions: every knob of the Tracker, each with its default and the trade-off it makes.
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "trackevent/parse.hpp"
+#include "trackevent/sink.hpp"
+
+namespace trackevent {
+
+class Clock;
+
+/// What track() does when the in-memory queue is full.
+enum class OverflowPolicy {
+  spool,  ///< default: write the event to the local spool (a disk write on the caller's thread)
+  drop,   ///< count it as dropped and log (rate-limited); the caller never waits
+  block,  ///< wait for room: backpressure, right for bulk loads from files, wrong for request paths
+};
+
+/// One error reported to TrackerOptions::on_error, in addition to the log.
+struct ErrorInfo {
+  std::string message;      ///< what happened, e.g. "failed to record analytics event"
+  std::string detail;       ///< the underlying error (driver message, reason), password-free
+  std::string sqlstate;     ///< when the database gave one
+  std::size_t events = 0;   ///< how many events it concerns
+};
+
+struct TrackerOptions {
+  /// Where events go: a PostgreSQL URL/conninfo or "sqlite:PATH". Empty: the embedded store at
+  /// $XDG_DATA_HOME/trackevent/events.db. from_env() reads TRACKEVENT_DATABASE_URL, DATABASE_URL.
+  std::string database_url;
+
+  /// Events held in memory before the overflow policy applies. Bounds memory: at ~300 bytes an
+  /// event, the default costs at most ~20 MiB.
+  std::size_t queue_capacity = 65536;
+
+  /// Largest batch sent in one round trip. Larger batches amortise the round trip; smaller ones
+  /// bound the work redone when a batch must be split or retried.
+  std::size_t batch_size = 5000;
+
+  /// A partial batch is sent once its oldest event has waited this long. Lower: fresher data and
+  /// more round trips.
+  std::chrono::milliseconds flush_interval{200};
+
+  /// What track() does when the queue is full; see OverflowPolicy.
+  OverflowPolicy on_full = OverflowPolicy::spool;
+
+  /// How long the destructor keeps delivering before it spools what is left.
+  std::chrono::milliseconds shutdown_timeout{5000};
+
+  /// Parallel connections (PostgreSQL only). More connections use more server backends; two
+  /// roughly double bulk throughput on a 2-core server.
+  std::size_t connections = 1;
+
+  /// Directory of the spool and dead-letter files. Empty: $TRACKEVENT_SPOOL_DIR, else
+  /// $XDG_STATE_HOME/trackevent, else ~/.local/state/trackevent.
+  std::filesystem::path spool_dir;
+
+  /// When true, track() writes each event to the spool (group commit) before it counts as accepted,
+  /// so a crash loses nothing that was accepted. Costs a disk write per group.
+  bool durable = false;
+
+  /// Whether a run that reaches the database drains the spool in the background.
+  bool drain_spool = true;
+
+  /// Connection deadlines for PostgreSQL.
+  PgTimeouts pg_timeouts;
+
+  /// Limits applied to events given to track().
+  Limits limits;
+
+  /// Called from the dispatcher thread for each error (after logging). Must not throw; if it does,
+  /// the exception is caught and logged.
+  std::function<void(const ErrorInfo&)> on_error;
+
+  /// For tests and embedding: a sink to use instead of opening database_url.
+  std::shared_ptr<Sink> sink;
+  /// For tests: the clock used for batching and backoff. Null: the steady clock.
+  std::shared_ptr<Clock> clock;
+
+  /// Defaults, with database_url from TRACKEVENT_DATABASE_URL or DATABASE_URL and the spool
+  /// directory from TRACKEVENT_SPOOL_DIR when set.
+  [[nodiscard]] static TrackerOptions from_env();
+};
+
+}  // namespace trackevent

@@ -1,0 +1,83 @@
+#pragma once
+/// Where batches of events are written: PostgreSQL in production, SQLite as the embedded default.
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "trackevent/event.hpp"
+
+namespace trackevent {
+
+/// What to do about a failed write, decided from the SQLSTATE in one place (classify_sqlstate).
+enum class Disposition {
+  retry,   ///< transient (connection lost, shutdown, serialization, resources): back off, retry
+  hold,    ///< needs an operator (auth, missing table, permission, read-only): spool, retry slowly
+  reject,  ///< the data is bad (22xxx, 23xxx, 54000): split the batch to find the bad row(s)
+};
+
+[[nodiscard]] std::string_view to_string(Disposition d) noexcept;
+
+/// Classifies a SQLSTATE (empty when the connection was lost without one). `own_cancel` is true
+/// when a 57014 (query_canceled) came from our own statement timeout or cancel.
+[[nodiscard]] Disposition classify_sqlstate(std::string_view sqlstate, bool own_cancel = false) noexcept;
+
+struct Failure {
+  Disposition disposition = Disposition::retry;
+  std::string sqlstate;  ///< empty when there was none (e.g. connection refused)
+  std::string message;   ///< driver/server message, never containing a password
+};
+
+/// The result of writing one batch. A batch is all-or-nothing: either `failure` is empty and every
+/// row is accounted for as stored or duplicate, or nothing from the batch was written.
+struct WriteResult {
+  std::size_t stored = 0;
+  std::size_t duplicates = 0;
+  std::optional<Failure> failure;
+  [[nodiscard]] bool ok() const noexcept { return !failure.has_value(); }
+};
+
+/// A destination for batches. Implementations are used from one thread at a time.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  /// Writes the batch idempotently on event_id (a duplicate id is counted, not an error).
+  /// Never throws: every failure is returned as a classified Failure.
+  virtual WriteResult write(std::span<const Event> batch) noexcept = 0;
+  /// A short description for logs, with any password redacted ("postgresql://u@h/db").
+  [[nodiscard]] virtual std::string describe() const = 0;
+};
+
+/// Which store a database URL designates.
+struct DbTarget {
+  enum class Kind { postgres, sqlite } kind = Kind::sqlite;
+  std::string conninfo;  ///< libpq URL or key=value string (postgres) or file path (sqlite)
+};
+
+/// Picks the database as DESIGN.md says: `cli_value`, else TRACKEVENT_DATABASE_URL, else
+/// DATABASE_URL, else the embedded store at $XDG_DATA_HOME/trackevent/events.db.
+[[nodiscard]] DbTarget resolve_database(const std::optional<std::string>& cli_value);
+/// Interprets one URL: postgres://, postgresql://, key=value -> postgres; sqlite:PATH -> sqlite.
+[[nodiscard]] DbTarget parse_database_url(std::string_view url);
+/// The URL or conninfo with any password replaced by "***".
+[[nodiscard]] std::string redact_conninfo(std::string_view conninfo);
+
+/// Connection defaults added to a PostgreSQL conninfo unless it sets them: connect_timeout,
+/// keepalives, tcp_user_timeout, application_name. Statement timeout is set per session.
+struct PgTimeouts {
+  int connect_timeout_s = 5;
+  int statement_timeout_ms = 30000;
+  int tcp_user_timeout_ms = 10000;
+  int keepalives_idle_s = 10;
+};
+
+/// Opens a sink for `target`. Does not connect yet for PostgreSQL (connects lazily on first
+/// write, so construction never blocks). Throws std::runtime_error only for an unusable SQLite path.
+[[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target, const PgTimeouts& timeouts = {});
+[[nodiscard]] std::unique_ptr<Sink> make_postgres_sink(std::string conninfo, const PgTimeouts& timeouts = {});
+[[nodiscard]] std::unique_ptr<Sink> make_sqlite_sink(std::string path);
+
+}  // namespace trackevent

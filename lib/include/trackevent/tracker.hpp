@@ -1,0 +1,56 @@
+#pragma once
+/// Tracker: fire-and-forget recording of analytics events.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "trackevent/event.hpp"
+#include "trackevent/options.hpp"
+#include "trackevent/stats.hpp"
+
+namespace trackevent {
+
+/// What flush() achieved before its deadline.
+struct FlushResult {
+  bool complete = false;       ///< every event queued before the call was delivered or spooled
+  std::uint64_t remaining = 0; ///< events still in memory when the deadline passed
+};
+
+/// Records events in the background. track() never blocks (unless OverflowPolicy::block), never
+/// throws and never touches the network or the disk on the caller's thread (except to spool
+/// on overflow). One dispatcher thread batches events and writes them to the sink.
+class Tracker {
+ public:
+  explicit Tracker(TrackerOptions options = TrackerOptions::from_env());
+  /// Delivers what is queued within shutdown_timeout, spools the rest, stops the thread.
+  ~Tracker();
+  Tracker(const Tracker&) = delete;
+  Tracker& operator=(const Tracker&) = delete;
+
+  /// Records one event, stamped now with a new UUIDv7. Invalid input (bad name, org_id < 1,
+  /// metadata not an object) is counted as rejected and logged. `metadata` must be a JSON object.
+  void track(std::int64_t org_id, std::optional<std::int64_t> user_id, std::string_view event_name,
+             const nlohmann::json& metadata) noexcept;
+  /// As above, with empty metadata.
+  void track(std::int64_t org_id, std::optional<std::int64_t> user_id,
+             std::string_view event_name) noexcept;
+  /// Records an already validated and stamped event (what the CLI's parser produces).
+  /// Returns false when the event was dropped (queue full under OverflowPolicy::drop).
+  bool track(Event event) noexcept;
+
+  /// Waits until everything queued before the call is delivered or spooled, or `timeout` passes.
+  FlushResult flush(std::chrono::milliseconds timeout) noexcept;
+
+  [[nodiscard]] Stats stats() const noexcept;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace trackevent
