@@ -1,0 +1,68 @@
+#pragma once
+// The spool: a local SQLite file (WAL) holding events that could not be delivered yet.
+// Several processes may share one spool; each claims rows under a lease before delivering them.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "trackevent/event.hpp"
+
+namespace trackevent::detail {
+
+/// A spool that cannot be opened or used (unsafe directory permissions, unwritable, corrupt).
+struct SpoolError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// $TRACKEVENT_SPOOL_DIR, else $XDG_STATE_HOME/trackevent, else $HOME/.local/state/trackevent.
+std::filesystem::path default_spool_dir();
+
+struct SpooledEvent {
+  std::int64_t spool_id = 0;  ///< row id in the spool, for remove()/release()
+  Event event;
+};
+
+class Spool {
+ public:
+  /// Opens (creating with mode 0700/0600 as needed) `dir`/spool.db. Throws SpoolError when the
+  /// directory is writable by group or others, or the file cannot be opened. Every SQLite wait
+  /// is bounded by a busy timeout.
+  static std::unique_ptr<Spool> open(const std::filesystem::path& dir);
+  virtual ~Spool() = default;
+
+  /// Appends in one transaction. On failure (disk full, I/O error) returns false, writes nothing,
+  /// and puts the reason in `error`. Never throws.
+  virtual bool append(std::span<const Event> events, std::string& error) noexcept = 0;
+  /// Claims up to `max` unclaimed (or lease-expired) events, oldest first, for `lease`.
+  /// Other processes will not claim them until the lease expires. Never throws; empty on error.
+  virtual std::vector<SpooledEvent> claim(std::size_t max, std::chrono::seconds lease) noexcept = 0;
+  /// Deletes delivered events. Returns false on error.
+  virtual bool remove(std::span<const std::int64_t> spool_ids) noexcept = 0;
+  /// Gives claimed events back (delivery failed) so any process may claim them again.
+  virtual bool release(std::span<const std::int64_t> spool_ids) noexcept = 0;
+  /// Events currently in the spool (claimed or not); -1 on error.
+  virtual std::int64_t count() noexcept = 0;
+  [[nodiscard]] virtual const std::filesystem::path& path() const noexcept = 0;
+};
+
+/// Appends rejected rows to `dir`/dead-letter.jsonl (mode 0600), one JSON object per line:
+/// the event's fields plus "error" and "sqlstate". Safe across threads and processes (O_APPEND).
+class DeadLetters {
+ public:
+  explicit DeadLetters(std::filesystem::path dir);
+  /// Returns false (never throws) when the line could not be written.
+  bool append(const Event& event, std::string_view error, std::string_view sqlstate) noexcept;
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace trackevent::detail

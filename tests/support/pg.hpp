@@ -1,0 +1,38 @@
+#pragma once
+// Integration tests talk to the disposable PostgreSQL that scripts/pg-test-server starts.
+
+#include <cstdlib>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+namespace trackevent::test {
+
+/// URL of the test server's maintenance database, or "" when the suite runs without one.
+inline std::string pg_admin_url() {
+  const char* url = std::getenv("TRACKEVENT_TEST_PG_URL");
+  return url ? url : "";
+}
+
+/// Skips the test when there is no test server, unless TRACKEVENT_REQUIRE_PG=1 (the README's
+/// test command sets it), in which case a missing server is a failure.
+#define TRACKEVENT_REQUIRE_PG()                                                       \
+  do {                                                                                \
+    if (::trackevent::test::pg_admin_url().empty()) {                                 \
+      if (std::getenv("TRACKEVENT_REQUIRE_PG")) FAIL() << "TRACKEVENT_TEST_PG_URL unset"; \
+      GTEST_SKIP() << "no test PostgreSQL (run through scripts/pg-test-server run)";  \
+    }                                                                                 \
+  } while (0)
+
+/// Drops and creates database `name` on the test server; returns its URL.
+inline std::string fresh_database(const std::string& name) {
+  pqxx::connection admin{pg_admin_url()};
+  pqxx::nontransaction tx{admin};
+  tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name) + " WITH (FORCE)");
+  tx.exec("CREATE DATABASE " + tx.quote_name(name));
+  std::string url = pg_admin_url();
+  return url.substr(0, url.rfind('/') + 1) + name;
+}
+
+}  // namespace trackevent::test
