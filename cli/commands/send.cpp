@@ -1,0 +1,149 @@
+#include "commands/send.hpp"
+
+#include "trackevent/log.hpp"
+#include "trackevent/parse.hpp"
+
+#include "delivery.hpp"
+#include "exit_codes.hpp"
+#include "signals.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+#include <memory>
+
+namespace trackevent::cli {
+namespace {
+
+/// A -m value: JSON when it is a valid JSON scalar (42, true, null, "x"), else the text itself,
+/// so `-m host=db1` needs no quoting and `-m rows=1200` stays a number.
+nlohmann::json pair_value(const std::string& text) {
+  auto parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || parsed.is_object() || parsed.is_array()) return text;
+  return parsed;
+}
+
+/// Builds the one event line the flags describe. Returns false (after printing why) on a flag
+/// that is malformed as such: --meta not a JSON object, -m without '='.
+bool line_from_flags(const SendOptions& o, std::string& line) {
+  nlohmann::json event = nlohmann::json::object();
+  event["org_id"] = *o.org;
+  if (o.user) event["user_id"] = *o.user;
+  event["event_name"] = *o.event;
+  nlohmann::json meta = nlohmann::json::object();
+  if (o.meta) {
+    meta = nlohmann::json::parse(*o.meta, nullptr, false);
+    if (meta.is_discarded() || !meta.is_object()) {
+      std::cerr << "--meta: expected a JSON object, got: " << *o.meta << "\n";
+      return false;
+    }
+  }
+  for (const auto& pair : o.pairs) {
+    const auto eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "-m: expected KEY=VALUE, got: " << pair << "\n";
+      return false;
+    }
+    meta[pair.substr(0, eq)] = pair_value(pair.substr(eq + 1));
+  }
+  event["metadata"] = std::move(meta);
+  if (o.at) event["occurred_at"] = *o.at;
+  if (o.id) event["event_id"] = *o.id;
+  line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return true;
+}
+
+}  // namespace
+
+void setup_send(CLI::App& app, SendOptions& o) {
+  app.add_option("json", o.json, "events as JSON objects, one per argument (as ingest lines)")
+      ->type_name("JSON");
+  app.add_option("--org", o.org, "org_id of the event (integer >= 1)")->type_name("N");
+  app.add_option("--user", o.user, "user_id (omit for a system event)")->type_name("N");
+  app.add_option("--event", o.event, "event name, e.g. backup.completed")->type_name("NAME");
+  app.add_option("--meta", o.meta, "metadata as a JSON object")->type_name("JSON");
+  app.add_option("-m", o.pairs,
+                 "one metadata field; VALUE is JSON when it is a JSON scalar, else a string "
+                 "(repeatable)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+  app.add_option("--at", o.at, "when it happened (RFC 3339); default now")->type_name("TIME");
+  app.add_option("--id", o.id, "event_id (UUID); default a new UUIDv7")->type_name("UUID");
+  app.add_option("--timeout", o.timeout_s,
+                 "seconds to wait for delivery; what is not delivered by then is spooled")
+      ->capture_default_str()
+      ->type_name("S")
+      ->check(CLI::NonNegativeNumber);
+}
+
+int run_send(const SendOptions& o, const GlobalOptions& global) {
+  const auto started = std::chrono::steady_clock::now();
+  const bool from_flags = o.org || o.user || o.event || o.meta || !o.pairs.empty() || o.at || o.id;
+  if (from_flags && !o.json.empty()) {
+    std::cerr << "send: give JSON arguments or --org/--event flags, not both\n";
+    return exit_code::usage;
+  }
+  if (!from_flags && o.json.empty()) {
+    std::cerr << "send: nothing to send: give JSON arguments or --org N --event NAME\n";
+    return exit_code::usage;
+  }
+  if (from_flags && (!o.org || !o.event)) {
+    std::cerr << "send: --org and --event are required when building an event from flags\n";
+    return exit_code::usage;
+  }
+  std::vector<std::string> lines = o.json;
+  if (from_flags) {
+    lines.emplace_back();
+    if (!line_from_flags(o, lines.back())) return exit_code::usage;
+  }
+
+  const LoadedCatalog catalog = load_catalog(global);
+  if (!catalog.error.empty()) {
+    log::error("cannot load catalog", {{"err", catalog.error}});
+    return exit_code::no_input;
+  }
+  ParseOptions parse_options;
+  parse_options.catalog = catalog.catalog ? &*catalog.catalog : nullptr;
+
+  // Parse everything first: an invalid event must not start a Tracker (or touch the database).
+  RunCounts counts;
+  std::vector<Event> events;
+  const char* source = from_flags ? "flags" : "argv";
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    ++counts.read;
+    auto parsed = parse_event_line(lines[i], now_unix_us(), parse_options);
+    if (auto* rejection = std::get_if<Rejection>(&parsed)) {
+      ++counts.rejected;
+      log::error("rejected event",
+                 {{"source", source}, {"line", i + 1}, {"err", rejection->reason}});
+      continue;
+    }
+    events.push_back(std::get<Event>(std::move(parsed)));
+  }
+
+  if (!events.empty()) {
+    install_stop_handlers();
+    const DbTarget target = database_target(global);
+    counts.database = describe_target(target);
+    std::unique_ptr<Tracker> tracker;
+    {
+      const StopSignalsBlocked blocked;
+      tracker = std::make_unique<Tracker>(cli_tracker_options(global));
+    }
+    for (auto& event : events) {
+      if (tracker->track(std::move(event))) ++counts.accepted;
+    }
+    const FlushResult flushed = finish_delivery(*tracker, seconds_to_ms(o.timeout_s));
+    counts.stats = tracker->stats();
+    counts.left_in_memory = flushed.complete ? 0 : flushed.remaining;
+    counts.rejected += counts.stats.rejected;
+    tracker.reset();  // spools what the flush did not deliver
+  }
+  counts.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+  log_summary(counts);
+  return exit_status(counts);
+}
+
+}  // namespace trackevent::cli

@@ -1,0 +1,46 @@
+#pragma once
+// What ingest and send share once events are parsed: the Tracker's options from the command
+// line, the bounded end-of-run flush, and the one summary line with its exit status.
+
+#include "trackevent/tracker.hpp"
+
+#include "global_options.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace trackevent::cli {
+
+/// Tracker options for a CLI run: the database from --db or the environment, and a zero
+/// shutdown_timeout because the command flushes on its own deadline first (see finish_delivery).
+[[nodiscard]] TrackerOptions cli_tracker_options(const GlobalOptions& global);
+
+/// Flushes in short slices until everything is delivered or spooled, `timeout` passes, or a
+/// second SIGINT/SIGTERM asks to stop at once. Returns the last flush's result.
+FlushResult finish_delivery(Tracker& tracker, std::chrono::milliseconds timeout);
+
+/// What one run did, for the summary line and the exit status.
+struct RunCounts {
+  std::uint64_t read = 0;      ///< non-blank input lines (or events given on the command line)
+  std::uint64_t accepted = 0;  ///< parsed and taken by the Tracker
+  std::uint64_t rejected = 0;  ///< refused by the parser (or by track())
+  std::uint64_t blank = 0;
+  Stats stats;  ///< the Tracker's counters after the final flush
+  std::uint64_t left_in_memory =
+      0;  ///< not delivered by the flush; the Tracker's destructor spools them
+  /// --strict (without --durable, which spools by design): anything spooled means the database
+  /// could not take it.
+  bool strict = false;
+  bool interrupted = false;
+  std::int64_t elapsed_ms = 0;
+  std::string database;  ///< password-free, empty for --check
+};
+
+/// Logs the "summary" info line.
+void log_summary(const RunCounts& counts);
+/// The exit status DESIGN.md assigns to these counts: 74 lost > 69 (--strict and spooled) >
+/// 65 rejected > 0.
+[[nodiscard]] int exit_status(const RunCounts& counts);
+
+}  // namespace trackevent::cli

@@ -1,0 +1,172 @@
+// drain_spool(): `trackevent flush`. A loop of claim -> write -> remove, with the same per-batch
+// contract the dispatcher relies on (a batch is all-or-nothing), so replays stay idempotent.
+
+#include "trackevent/drain.hpp"
+
+#include "spool.hpp"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <exception>
+#include <span>
+#include <thread>
+#include <vector>
+
+namespace trackevent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A claim must outlive the write it covers; if we die, other processes reclaim after this.
+constexpr std::chrono::seconds kLease{120};
+// Transient failures are retried this often before the database counts as unreachable.
+constexpr int kAttempts = 3;
+constexpr std::chrono::milliseconds kBackoff{250};
+// Another process holds leases on what is left: look again after this.
+constexpr std::chrono::milliseconds kLeasePoll{200};
+
+struct Drainer {
+  Sink& sink;
+  detail::Spool& spool;
+  detail::DeadLetters& dead;
+  DrainResult& result;
+  Clock::time_point deadline;
+
+  // Writes `batch`; on bad data, halves it until the bad rows stand alone, then dead-letters them.
+  // Returns false when the database cannot take writes (the failure is in `result`).
+  bool deliver(std::span<const detail::SpooledEvent> batch) {
+    std::vector<Event> events;
+    events.reserve(batch.size());
+    for (const auto& s : batch) events.push_back(s.event);
+
+    WriteResult written;
+    for (int attempt = 1;; ++attempt) {
+      written = sink.write(events);
+      if (written.ok() || written.failure->disposition != Disposition::retry) break;
+      if (attempt == kAttempts || Clock::now() + kBackoff >= deadline) break;
+      std::this_thread::sleep_for(kBackoff * attempt);
+    }
+    if (written.ok()) {
+      result.stored += written.stored;
+      result.duplicates += written.duplicates;
+      remove(batch);
+      return true;
+    }
+    const Failure& failure = *written.failure;
+    if (failure.disposition != Disposition::reject) {
+      result.error = failure.message;
+      result.sqlstate = failure.sqlstate;
+      return false;
+    }
+    if (batch.size() == 1) {
+      dead.append(batch.front().event, failure.message, failure.sqlstate);
+      ++result.dead_lettered;
+      remove(batch);
+      return true;
+    }
+    const std::size_t half = batch.size() / 2;
+    return deliver(batch.first(half)) && deliver(batch.subspan(half));
+  }
+
+  void remove(std::span<const detail::SpooledEvent> batch) {
+    std::vector<std::int64_t> ids;
+    ids.reserve(batch.size());
+    for (const auto& s : batch) ids.push_back(s.spool_id);
+    spool.remove(ids);
+  }
+};
+
+}  // namespace
+
+DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
+  DrainResult result;
+  try {
+    const auto dir = options.spool_dir.empty() ? detail::default_spool_dir() : options.spool_dir;
+    auto spool = detail::Spool::open(dir);
+    result.remaining = spool->count();
+    if (result.remaining < 0) {
+      result.outcome = DrainResult::Outcome::spool_error;
+      result.error = "cannot count the spool at " + spool->path().string();
+      return result;
+    }
+    if (result.remaining == 0) return result;
+
+    auto sink = make_sink(target, options.pg_timeouts);
+    detail::DeadLetters dead{dir};
+    Drainer drainer{*sink, *spool, dead, result, Clock::now() + options.timeout};
+    const std::size_t batch_size = std::max<std::size_t>(options.batch_size, 1);
+
+    for (;;) {
+      if (Clock::now() >= drainer.deadline) {
+        result.outcome = DrainResult::Outcome::timed_out;
+        break;
+      }
+      auto claimed = spool->claim(batch_size, kLease);
+      if (claimed.empty()) {
+        const auto left = spool->count();
+        if (left == 0) break;
+        if (left < 0) {
+          result.outcome = DrainResult::Outcome::spool_error;
+          result.error = "cannot read the spool at " + spool->path().string();
+          break;
+        }
+        std::this_thread::sleep_for(kLeasePoll);  // leased by another process; wait it out
+        continue;
+      }
+      if (!drainer.deliver(claimed)) {
+        // Give back whatever is still ours (removed rows are gone; release ignores them).
+        std::vector<std::int64_t> ids;
+        for (const auto& s : claimed) ids.push_back(s.spool_id);
+        spool->release(ids);
+        result.outcome = DrainResult::Outcome::unreachable;
+        break;
+      }
+    }
+    result.remaining = spool->count();
+    if (result.outcome == DrainResult::Outcome::empty && result.remaining != 0) {
+      result.outcome = DrainResult::Outcome::timed_out;
+    }
+  } catch (const detail::SpoolError& e) {
+    result.outcome = DrainResult::Outcome::spool_error;
+    result.error = e.what();
+    result.remaining = -1;
+  } catch (const std::exception& e) {
+    // make_sink throws only for an unusable SQLite path: the store cannot take writes.
+    result.outcome = DrainResult::Outcome::unreachable;
+    result.error = e.what();
+  }
+  return result;
+}
+
+std::string probe_database(const DbTarget& target, const PgTimeouts& timeouts) {
+  if (target.kind == DbTarget::Kind::sqlite) {
+    try {
+      auto sink = make_sqlite_sink(target.conninfo);
+      return sink ? std::string{} : "cannot open " + target.conninfo;
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  }
+  // Our connect_timeout goes first so a value in the user's conninfo overrides it.
+  const std::string timeout = std::to_string(std::max(timeouts.connect_timeout_s, 1));
+  const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
+  const char* values[] = {timeout.c_str(), "trackevent", target.conninfo.c_str(), nullptr};
+  PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  std::string reason;
+  if (conn == nullptr) {
+    reason = "out of memory";
+  } else if (PQstatus(conn) != CONNECTION_OK) {
+    reason = PQerrorMessage(conn);
+  } else {
+    // Connected is not enough: without the table every event would be held in the spool.
+    PGresult* res = PQexec(conn, "SELECT 1 FROM analytics_events LIMIT 0");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) reason = PQresultErrorMessage(res);
+    PQclear(res);
+  }
+  PQfinish(conn);
+  while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+  return reason;
+}
+
+}  // namespace trackevent
