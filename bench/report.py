@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Turns the raw output of bench/run.sh into bench/results/latest.md.
+
+    report.py WORK_DIR                       markdown report on stdout
+    report.py --update-readme README LATEST  replace README's <!-- results --> section with LATEST
+
+Every figure comes from the files run.sh wrote into WORK_DIR; nothing here is typed in.
+"""
+
+import json
+import os
+import re
+import statistics
+import sys
+
+METHODS = [
+    ("trackevent_ingest", "`trackevent ingest FILE` (defaults)"),
+    ("trackevent_ingest_c2", "`trackevent ingest --connections 2 FILE`"),
+    ("psql_copy", "`psql \\copy … from FILE.csv (format csv)` (anchor)"),
+    ("jq_psql_copy", "`jq -r '[…] \\| @csv' FILE \\| psql \\copy … from stdin`"),
+    ("psql_insert", "one `INSERT … ON CONFLICT DO NOTHING` per row, `psql -f` (sample)"),
+]
+
+TARGET_INGEST_RATIO = 1.5
+TARGET_RSS_MIB = 64.0
+TARGET_P50_NS = 100.0
+TARGET_P99_NS = 1000.0
+TARGET_SEND_RATIO = 0.3
+
+
+def read_tsv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n").split("\t") for line in f if line.strip()]
+
+
+def read_env(path):
+    env = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.rstrip("\n").partition("=")
+                env[key] = value
+    return env
+
+
+def read_json(path):
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def fmt_int(x):
+    return f"{x:,.0f}"
+
+
+def mib(kb):
+    return kb / 1024.0
+
+
+def verdict(ok):
+    if ok is None:
+        return "not measured"
+    return "**met**" if ok else "**missed**"
+
+
+def summarise_methods(rows):
+    """method -> dict(events, seconds (median of ok runs), rss_kb (max), runs, failures)."""
+    out = {}
+    for method, n, _run, secs, rss, status in rows:
+        m = out.setdefault(method, {"events": int(n), "secs": [], "rss": [], "fail": []})
+        if status == "ok":
+            m["secs"].append(float(secs))
+            m["rss"].append(int(rss or 0))
+        else:
+            m["fail"].append(status)
+    return out
+
+
+def gbench_rows(doc):
+    rows = []
+    for b in (doc or {}).get("benchmarks", []):
+        if b.get("run_type", "iteration") != "iteration":
+            continue
+        rows.append(b)
+    return rows
+
+
+def to_ns(b, key="real_time"):
+    scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
+    return float(b[key]) * scale
+
+
+def report(work):
+    env = read_env(os.path.join(work, "machine.env"))
+    methods = summarise_methods(read_tsv(os.path.join(work, "methods.tsv")))
+    send = read_tsv(os.path.join(work, "send.tsv"))
+    track = read_json(os.path.join(work, "bench_track.json"))
+    parse = read_json(os.path.join(work, "bench_parse.json"))
+    notes = []
+    if os.path.exists(os.path.join(work, "notes.txt")):
+        with open(os.path.join(work, "notes.txt"), encoding="utf-8") as f:
+            notes = [n.strip() for n in f if n.strip()]
+
+    out = []
+    w = out.append
+    w("# trackevent benchmark results")
+    w("")
+    w("Written by `bench/run.sh` from its own measurements; do not edit by hand.")
+    w("")
+    w("| | |")
+    w("|---|---|")
+    for key, label in [
+        ("date", "date (UTC)"),
+        ("cpu", "CPU"),
+        ("nproc", "cores (nproc)"),
+        ("mem", "memory"),
+        ("kernel", "kernel"),
+        ("load", "load average at start"),
+        ("postgres", "PostgreSQL"),
+        ("server_settings", "server settings"),
+        ("transport", "client connection"),
+        ("commit", "trackevent commit"),
+    ]:
+        if key in env:
+            w(f"| {label} | {env[key]} |")
+    w("")
+
+    # --- bulk load --------------------------------------------------------------------------
+    runs = env.get("runs", "?")
+    runs_text = "1 run" if runs == "1" else f"median of {runs} runs"
+    w(f"## Bulk load: {fmt_int(int(env.get('events', '0')))} events, {runs_text}")
+    w("")
+    w("TRUNCATE + CHECKPOINT before every run; `count(*)` checked after every run. Peak RSS is")
+    w("the largest of the runs, of the trackevent or psql process (for the jq pipeline: psql).")
+    w("")
+    w("| method | events | seconds (median) | events/s | vs psql \\copy | peak RSS MiB |")
+    w("|---|---:|---:|---:|---:|---:|")
+    anchor = methods.get("psql_copy")
+    anchor_eps = None
+    if anchor and anchor["secs"] and not anchor["fail"]:
+        anchor_eps = anchor["events"] / statistics.median(anchor["secs"])
+    eps_of = {}
+    for key, label in METHODS:
+        m = methods.get(key)
+        if m is None:
+            continue
+        if m["fail"] or not m["secs"]:
+            reason = m["fail"][0] if m["fail"] else "no run"
+            w(f"| {label} | {fmt_int(m['events'])} | FAILED | — | — | — |")
+            notes.append(f"{key}: {len(m['fail'])} failed run(s): {reason}")
+            continue
+        secs = statistics.median(m["secs"])
+        eps = m["events"] / secs
+        eps_of[key] = eps
+        ratio = f"{eps / anchor_eps:.2f}×" if anchor_eps else "—"
+        w(
+            f"| {label} | {fmt_int(m['events'])} | {secs:.2f} | {fmt_int(eps)} | {ratio} |"
+            f" {mib(max(m['rss'])):.1f} |"
+        )
+    w("")
+    if "psql_insert" in eps_of:
+        w("The per-row INSERT figure is from the sample size shown, extrapolated as events/s.")
+        w("")
+
+    # --- RSS vs size --------------------------------------------------------------------------
+    rss_rows = read_tsv(os.path.join(work, "methods.tsv"))
+    sizes = {}
+    for method, n, _run, secs, rss, status in rss_rows:
+        if method not in ("rss_trackevent_ingest", "trackevent_ingest"):
+            continue
+        s = sizes.setdefault(int(n), {"rss": [], "secs": [], "fail": []})
+        if status == "ok":
+            s["rss"].append(int(rss or 0))
+            s["secs"].append(float(secs))
+        else:
+            s["fail"].append(status)
+    w("## Peak RSS of `trackevent ingest` (default options) as the input grows")
+    w("")
+    w("| events | peak RSS MiB | seconds | events/s |")
+    w("|---:|---:|---:|---:|")
+    rss_ok = {}
+    for n in sorted(sizes):
+        s = sizes[n]
+        if s["fail"] or not s["rss"]:
+            w(f"| {fmt_int(n)} | FAILED | — | — |")
+            continue
+        secs = statistics.median(s["secs"])
+        rss_ok[n] = mib(max(s["rss"]))
+        w(f"| {fmt_int(n)} | {rss_ok[n]:.1f} | {secs:.2f} | {fmt_int(n / secs)} |")
+    w("")
+
+    # --- one event ----------------------------------------------------------------------------
+    send_med = {}
+    if send:
+        w("## One event: `trackevent send` vs `psql -c \"INSERT …\"`")
+        w("")
+        w("Wall time of a whole invocation (process start, connect, insert, exit), after 2 warm-ups.")
+        w("")
+        w("| command | invocations | median ms | min ms | max ms | ratio to psql |")
+        w("|---|---:|---:|---:|---:|---:|")
+        for name, times, status in send:
+            vals = [float(t) for t in times.split()]
+            if status == "ok" and vals:
+                send_med[name] = statistics.median(vals)
+        for name, times, status in send:
+            vals = [float(t) for t in times.split()]
+            label = {
+                "trackevent_send": "`trackevent send '{…}'`",
+                "psql_insert_one": "`psql -c \"INSERT … gen_random_uuid() …\"`",
+            }.get(name, name)
+            if status != "ok" or not vals:
+                w(f"| {label} | {len(vals)} | FAILED ({status}) | — | — | — |")
+                notes.append(f"{name}: {status}")
+                continue
+            ratio = ""
+            if "psql_insert_one" in send_med:
+                ratio = f"{send_med[name] / send_med['psql_insert_one']:.2f}×"
+            w(
+                f"| {label} | {len(vals)} | {statistics.median(vals):.2f} | {min(vals):.2f} |"
+                f" {max(vals):.2f} | {ratio} |"
+            )
+        w("")
+
+    # --- Tracker::track -----------------------------------------------------------------------
+    latency = {}
+    if track is not None:
+        w("## `Tracker::track()` (bench_track, discarding sink, queue never full)")
+        w("")
+        w("Mean cost per call in a tight loop (Google Benchmark), and the per-call latency")
+        w("distribution of 1M calls each timed alone with rdtsc (timer overhead subtracted; with")
+        w("2 threads, the per-thread percentiles are averaged).")
+        w("")
+        w("| benchmark | threads | ns/call | calls/s (all threads) | p50 ns | p90 ns | p99 ns | p99.9 ns | dropped |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for b in gbench_rows(track):
+            name = b["name"]
+            if name.startswith("BM_zz"):
+                continue
+            threads = b.get("threads", 1)
+            base = re.sub(r"/(real_time|threads:\d+|iterations:\d+)", "", name)
+            if b.get("error_occurred"):
+                w(f"| {base} | {threads} | ERROR: {b.get('error_message', '')} | | | | | | |")
+                continue
+
+            def c(key):
+                return f"{b[key]:.0f}" if key in b else ""
+
+            w(
+                f"| {base} | {threads} | {to_ns(b):.1f} | {fmt_int(b.get('items_per_second', 0))} |"
+                f" {c('p50_ns')} | {c('p90_ns')} | {c('p99_ns')} | {c('p999_ns')} | {c('dropped')} |"
+            )
+            if "p50_ns" in b:
+                latency[(base, threads)] = (b["p50_ns"], b["p99_ns"])
+        w("")
+
+    # --- parser -------------------------------------------------------------------------------
+    if parse is not None:
+        w("## Parsing one JSONL line (bench_parse, 20k generated lines)")
+        w("")
+        w("`parse_event_line` validates every field and builds the Event; nlohmann only builds a DOM.")
+        w("")
+        w("| parser | MB/s | lines/s | vs nlohmann |")
+        w("|---|---:|---:|---:|")
+        bps = {}
+        for b in gbench_rows(parse):
+            if not b.get("error_occurred"):
+                bps[b["name"]] = b.get("bytes_per_second", 0.0)
+        for b in gbench_rows(parse):
+            label = {
+                "BM_parse_event_line": "`trackevent::parse_event_line`",
+                "BM_nlohmann_parse": "`nlohmann::json::parse` (anchor)",
+            }.get(b["name"], b["name"])
+            if b.get("error_occurred"):
+                w(f"| {label} | ERROR: {b.get('error_message', '')} | | |")
+                continue
+            anchor_bps = bps.get("BM_nlohmann_parse")
+            ratio = f"{b['bytes_per_second'] / anchor_bps:.2f}×" if anchor_bps else ""
+            w(
+                f"| {label} | {b['bytes_per_second'] / 1e6:.0f} |"
+                f" {fmt_int(b.get('items_per_second', 0))} | {ratio} |"
+            )
+        w("")
+
+    # --- targets ------------------------------------------------------------------------------
+    w("## Targets")
+    w("")
+    w("| target | measured | verdict |")
+    w("|---|---|---|")
+    if anchor_eps:
+        for key in ("trackevent_ingest", "trackevent_ingest_c2"):
+            if key in methods:
+                if key in eps_of:
+                    r = eps_of[key] / anchor_eps
+                    w(f"| {key}: ≥ {TARGET_INGEST_RATIO}× psql \\copy events/s | {r:.2f}× |"
+                      f" {verdict(r >= TARGET_INGEST_RATIO)} |")
+                else:
+                    w(f"| {key}: ≥ {TARGET_INGEST_RATIO}× psql \\copy events/s | failed | **missed** |")
+    else:
+        w("| ingest ≥ 1.5× psql \\copy | psql \\copy did not run | not measured |")
+    for n in (1_000_000, 10_000_000):
+        if n in rss_ok:
+            w(f"| peak RSS ≤ {TARGET_RSS_MIB:.0f} MiB at {fmt_int(n)} events | {rss_ok[n]:.1f} MiB |"
+              f" {verdict(rss_ok[n] <= TARGET_RSS_MIB)} |")
+        else:
+            why = "not run (use --rss-10m)" if n == 10_000_000 and n not in sizes else "failed or not run"
+            w(f"| peak RSS ≤ {TARGET_RSS_MIB:.0f} MiB at {fmt_int(n)} events | {why} | not measured |")
+    if len(rss_ok) >= 2:
+        lo, hi = min(rss_ok), max(rss_ok)
+        growth = rss_ok[hi] / rss_ok[lo] if rss_ok[lo] else float("inf")
+        w(f"| RSS flat as input grows ({fmt_int(lo)} → {fmt_int(hi)} events, ≤ 1.25×) |"
+          f" {growth:.2f}× | {verdict(growth <= 1.25)} |")
+    for (base, threads), (p50, p99) in sorted(latency.items()):
+        w(f"| `track()` p50 ≤ {TARGET_P50_NS:.0f} ns, p99 ≤ {TARGET_P99_NS:.0f} ns ({base}, {threads} thread(s)) |"
+          f" p50 {p50:.0f} ns, p99 {p99:.0f} ns | {verdict(p50 <= TARGET_P50_NS and p99 <= TARGET_P99_NS)} |")
+    if not latency:
+        w("| `track()` p50 ≤ 100 ns, p99 ≤ 1 µs | bench_track did not run | not measured |")
+    if "trackevent_send" in send_med and "psql_insert_one" in send_med:
+        r = send_med["trackevent_send"] / send_med["psql_insert_one"]
+        w(f"| `send` ≤ {TARGET_SEND_RATIO}× the wall time of `psql -c INSERT` | {r:.2f}× |"
+          f" {verdict(r <= TARGET_SEND_RATIO)} |")
+    else:
+        w("| `send` ≤ 0.3× `psql -c INSERT` | a side failed | not measured |")
+    w("")
+
+    if notes:
+        w("## Notes from this run")
+        w("")
+        for n in notes:
+            w(f"- {n}")
+        w("")
+    return "\n".join(out)
+
+
+def update_readme(readme, latest):
+    with open(latest, encoding="utf-8") as f:
+        body = f.read().strip()
+    # One heading level down, so the results nest under the README's own section.
+    body = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", body, flags=re.M)
+    body = body.replace("# trackevent benchmark results\n", "# Latest results (bench/results/latest.md)\n", 1)
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    start, end = "<!-- results -->", "<!-- /results -->"
+    if start not in text or end not in text:
+        text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    with open(readme, "w", encoding="utf-8") as f:
+        f.write(f"{head}{start}\n{body}\n{end}{tail}")
+
+
+def main(argv):
+    if len(argv) == 4 and argv[1] == "--update-readme":
+        update_readme(argv[2], argv[3])
+        return 0
+    if len(argv) == 2:
+        print(report(argv[1]))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 64
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
