@@ -1,0 +1,772 @@
+#include "trackevent/parse.hpp"
+
+#include "trackevent/catalog.hpp"
+#include "trackevent/event.hpp"
+#include "trackevent/uuid.hpp"
+
+#include <simdjson.h>
+
+#include <cctype>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+
+namespace trackevent {
+
+namespace {
+
+namespace od = simdjson::ondemand;
+
+constexpr std::size_t kQuoteMax = 64;
+// PostgreSQL's numeric input refuses exponents beyond +-NUMERIC_MAX_PRECISION (1000).
+constexpr long kMaxMetadataExponent = 1000;
+// Beyond this a number does not even fit a double; called out separately for ids.
+constexpr long kHugeExponent = 308;
+
+bool is_json_ws(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+std::string_view trim_right(std::string_view s) noexcept {
+  while (!s.empty() && is_json_ws(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// A value quoted inside a reason: cut to ~64 bytes on a UTF-8 boundary, control bytes escaped so
+// a text log stays one line.
+std::string quote(std::string_view s) {
+  std::string out = "'";
+  std::size_t n = s.size();
+  bool cut = false;
+  if (n > kQuoteMax) {
+    n = kQuoteMax;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+    cut = true;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (cut) out += "...";
+  out += '\'';
+  return out;
+}
+
+std::string byte_pos(std::size_t offset) { return std::to_string(offset + 1); }
+
+// Offset of the first invalid UTF-8 byte, or npos. Only run once a fast check has failed.
+std::size_t find_invalid_utf8(std::string_view s) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // UTF-16 surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // beyond U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + len > n) return i;
+    if (p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (std::size_t k = 2; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+int hex4(std::string_view s, std::size_t pos) noexcept {
+  if (pos + 4 > s.size()) return -1;
+  int v = 0;
+  for (std::size_t i = pos; i < pos + 4; ++i) {
+    const char c = s[i];
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else if (c >= 'A' && c <= 'F') {
+      d = c - 'A' + 10;
+    } else {
+      return -1;
+    }
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+// Checks a \uXXXX escape at `pos` (pointing at the backslash) for what jsonb refuses. Sets
+// `consumed` to the length of the escape (12 for a surrogate pair).
+std::string check_unicode_escape(std::string_view s, std::size_t pos, std::size_t base,
+                                 std::size_t& consumed) {
+  consumed = 6;
+  const int cp = hex4(s, pos + 2);
+  if (cp == 0) {
+    return "\\u0000 escape at byte " + byte_pos(base + pos) +
+           " (PostgreSQL jsonb cannot store NUL characters)";
+  }
+  if (cp >= 0xD800 && cp <= 0xDBFF) {
+    if (pos + 12 <= s.size() && s[pos + 6] == '\\' && s[pos + 7] == 'u') {
+      const int low = hex4(s, pos + 8);
+      if (low >= 0xDC00 && low <= 0xDFFF) {
+        consumed = 12;
+        return {};
+      }
+    }
+    return "lone surrogate escape \\" + std::string(s.substr(pos + 1, 5)) + " at byte " +
+           byte_pos(base + pos) + " (a high surrogate must be followed by a low one)";
+  }
+  if (cp >= 0xDC00 && cp <= 0xDFFF) {
+    return "lone surrogate escape \\" + std::string(s.substr(pos + 1, 5)) + " at byte " +
+           byte_pos(base + pos) + " (a low surrogate without a high one before it)";
+  }
+  return {};
+}
+
+// Line-wide scan for escapes jsonb refuses, whatever field they are in. Malformed escapes are left
+// for the JSON parser to report.
+std::string check_line_escapes(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const void* hit = std::memchr(s.data() + i, '\\', s.size() - i);
+    if (hit == nullptr) break;
+    i = static_cast<std::size_t>(static_cast<const char*>(hit) - s.data());
+    if (i + 1 >= s.size()) break;
+    if (s[i + 1] != 'u' || hex4(s, i + 2) < 0) {
+      i += 2;
+      continue;
+    }
+    std::size_t consumed = 0;
+    std::string reason = check_unicode_escape(s, i, 0, consumed);
+    if (!reason.empty()) return reason;
+    i += consumed;
+  }
+  return {};
+}
+
+enum class NumberKind { kInvalid, kInteger, kFraction };
+
+// Validates JSON number grammar; reports whether it has a fraction/exponent and the exponent.
+NumberKind classify_number(std::string_view s, long& exponent) noexcept {
+  exponent = 0;
+  std::size_t i = 0;
+  const std::size_t n = s.size();
+  if (i < n && s[i] == '-') ++i;
+  if (i >= n) return NumberKind::kInvalid;
+  if (s[i] == '0') {
+    ++i;
+  } else if (is_digit(s[i])) {
+    while (i < n && is_digit(s[i])) ++i;
+  } else {
+    return NumberKind::kInvalid;
+  }
+  bool fraction = false;
+  if (i < n && s[i] == '.') {
+    ++i;
+    if (i >= n || !is_digit(s[i])) return NumberKind::kInvalid;
+    while (i < n && is_digit(s[i])) ++i;
+    fraction = true;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    bool negative = false;
+    if (i < n && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
+    if (i >= n || !is_digit(s[i])) return NumberKind::kInvalid;
+    long e = 0;
+    while (i < n && is_digit(s[i])) {
+      if (e < 1'000'000'000) e = e * 10 + (s[i] - '0');
+      ++i;
+    }
+    exponent = negative ? -e : e;
+    fraction = true;
+  }
+  if (i != n) return NumberKind::kInvalid;
+  return fraction ? NumberKind::kFraction : NumberKind::kInteger;
+}
+
+// Validates `text` as a JSON object and writes it without insignificant whitespace, enforcing
+// the metadata limits. Iterative, so hostile nesting cannot overflow the stack.
+class MetadataScanner {
+ public:
+  MetadataScanner(std::string_view text, std::size_t base, const Limits& limits, std::string& out)
+      : s_(text), base_(base), limits_(limits), out_(out) {}
+
+  // "" when valid, else the reason (without the "metadata: " prefix).
+  std::string run() {
+    out_.clear();
+    out_.reserve(s_.size());
+    skip_ws();
+    if (pos_ >= s_.size() || s_[pos_] != '{') return "expected an object";
+    enum class State { kValue, kValueOrEnd, kKey, kKeyOrEnd, kAfterValue };
+    State state = State::kValue;
+    std::string stack;  // '{' or '[' per open container
+    for (;;) {
+      skip_ws();
+      if (pos_ >= s_.size()) {
+        if (state == State::kAfterValue && stack.empty()) break;
+        return "invalid JSON: unexpected end";
+      }
+      const char c = s_[pos_];
+      switch (state) {
+        case State::kValueOrEnd:
+          if (c == ']') {
+            stack.pop_back();
+            out_ += ']';
+            ++pos_;
+            state = State::kAfterValue;
+            break;
+          }
+          [[fallthrough]];
+        case State::kValue:
+          if (c == '{' || c == '[') {
+            // The line's object is depth 1, so metadata's own object is depth 2.
+            if (stack.size() + 2 > limits_.max_depth) {
+              return "nested deeper than " + std::to_string(limits_.max_depth) +
+                     " levels (--max-depth)";
+            }
+            stack += c;
+            out_ += c;
+            ++pos_;
+            state = c == '{' ? State::kKeyOrEnd : State::kValueOrEnd;
+          } else if (c == '"') {
+            if (auto r = scan_string(); !r.empty()) return r;
+            state = State::kAfterValue;
+          } else if (c == '-' || is_digit(c)) {
+            if (auto r = scan_number(); !r.empty()) return r;
+            state = State::kAfterValue;
+          } else if (c == 't' || c == 'f' || c == 'n') {
+            if (auto r = scan_literal(); !r.empty()) return r;
+            state = State::kAfterValue;
+          } else {
+            return unexpected(c);
+          }
+          break;
+        case State::kKeyOrEnd:
+          if (c == '}') {
+            stack.pop_back();
+            out_ += '}';
+            ++pos_;
+            state = State::kAfterValue;
+            break;
+          }
+          [[fallthrough]];
+        case State::kKey:
+          if (c != '"') return unexpected(c, "a key");
+          if (++keys_ > limits_.max_keys) {
+            return "more than " + std::to_string(limits_.max_keys) + " keys (--max-keys)";
+          }
+          if (auto r = scan_string(); !r.empty()) return r;
+          skip_ws();
+          if (pos_ >= s_.size() || s_[pos_] != ':') {
+            return pos_ >= s_.size() ? "invalid JSON: unexpected end" : unexpected(s_[pos_], "':'");
+          }
+          out_ += ':';
+          ++pos_;
+          state = State::kValue;
+          break;
+        case State::kAfterValue:
+          if (stack.empty()) return unexpected(c, "the end of the object");
+          if (c == ',') {
+            out_ += ',';
+            ++pos_;
+            state = stack.back() == '{' ? State::kKey : State::kValue;
+          } else if ((c == '}' && stack.back() == '{') || (c == ']' && stack.back() == '[')) {
+            stack.pop_back();
+            out_ += c;
+            ++pos_;
+          } else {
+            return unexpected(c, stack.back() == '{' ? "',' or '}'" : "',' or ']'");
+          }
+          break;
+      }
+    }
+    return {};
+  }
+
+ private:
+  void skip_ws() noexcept {
+    while (pos_ < s_.size() && is_json_ws(s_[pos_])) ++pos_;
+  }
+
+  std::string at() const { return " at byte " + byte_pos(base_ + pos_); }
+
+  std::string unexpected(char c, const char* wanted = nullptr) const {
+    std::string r = "invalid JSON: unexpected " + quote(std::string_view(&c, 1)) + at();
+    if (wanted != nullptr) r += std::string(" (expected ") + wanted + ")";
+    return r;
+  }
+
+  std::string scan_string() {
+    const std::size_t start = pos_;
+    ++pos_;
+    for (;;) {
+      std::size_t i = pos_;
+      // Plain bytes are copied in one go; only quotes, escapes and control bytes stop the run.
+      while (i < s_.size()) {
+        const auto c = static_cast<unsigned char>(s_[i]);
+        if (c == '"' || c == '\\' || c < 0x20) break;
+        ++i;
+      }
+      pos_ = i;
+      if (pos_ >= s_.size()) return "invalid JSON: unterminated string" + at();
+      const char c = s_[pos_];
+      if (c == '"') {
+        ++pos_;
+        out_.append(s_.data() + start, pos_ - start);
+        return {};
+      }
+      if (c != '\\') {
+        return "invalid JSON: control character " + quote(std::string_view(&s_[pos_], 1)) +
+               " in a string must be escaped" + at();
+      }
+      if (pos_ + 1 >= s_.size()) return "invalid JSON: unterminated string" + at();
+      const char e = s_[pos_ + 1];
+      if (e == 'u') {
+        if (hex4(s_, pos_ + 2) < 0) return "invalid JSON: bad \\u escape" + at();
+        std::size_t consumed = 0;
+        std::string reason = check_unicode_escape(s_, pos_, base_, consumed);
+        if (!reason.empty()) return reason;
+        pos_ += consumed;
+      } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' ||
+                 e == 'r' || e == 't') {
+        pos_ += 2;
+      } else {
+        return "invalid JSON: bad escape " + quote(s_.substr(pos_, 2)) + at();
+      }
+    }
+  }
+
+  std::string scan_number() {
+    const std::size_t start = pos_;
+    while (pos_ < s_.size()) {
+      const char c = s_[pos_];
+      if (!is_digit(c) && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E') break;
+      ++pos_;
+    }
+    const std::string_view tok = s_.substr(start, pos_ - start);
+    long exponent = 0;
+    if (classify_number(tok, exponent) == NumberKind::kInvalid) {
+      return "invalid JSON: bad number " + quote(tok) + " at byte " + byte_pos(base_ + start);
+    }
+    if (exponent > kMaxMetadataExponent || exponent < -kMaxMetadataExponent) {
+      return "number " + quote(tok) + " at byte " + byte_pos(base_ + start) +
+             " is out of range for PostgreSQL (exponent beyond +-1000)";
+    }
+    out_.append(tok);
+    return {};
+  }
+
+  std::string scan_literal() {
+    for (const std::string_view lit : {"true", "false", "null"}) {
+      if (s_.substr(pos_, lit.size()) == lit) {
+        const std::size_t end = pos_ + lit.size();
+        // "truex" is one bad token, not a literal followed by junk.
+        if (end < s_.size() && std::isalnum(static_cast<unsigned char>(s_[end])) != 0) break;
+        pos_ = end;
+        out_.append(lit);
+        return {};
+      }
+    }
+    return "invalid JSON: bad literal" + at();
+  }
+
+  std::string_view s_;
+  std::size_t base_;
+  const Limits& limits_;
+  std::string& out_;
+  std::size_t pos_ = 0;
+  std::size_t keys_ = 0;
+};
+
+// Validates metadata text and compacts it into `out`; "" or a reason starting with "metadata: ".
+std::string process_metadata(std::string_view raw, std::size_t base, const Limits& limits,
+                             std::string& out) {
+  MetadataScanner scanner(raw, base, limits, out);
+  std::string reason = scanner.run();
+  if (!reason.empty()) return "metadata: " + reason;
+  if (out.size() > limits.max_metadata_bytes) {
+    return "metadata: " + std::to_string(out.size()) + " bytes (limit " +
+           std::to_string(limits.max_metadata_bytes) + ", --max-metadata-bytes)";
+  }
+  return {};
+}
+
+const char* type_name(od::json_type t) noexcept {
+  switch (t) {
+    case od::json_type::array:
+      return "an array";
+    case od::json_type::object:
+      return "an object";
+    case od::json_type::number:
+      return "a number";
+    case od::json_type::string:
+      return "a string";
+    case od::json_type::boolean:
+      return "a boolean";
+    case od::json_type::null:
+      return "null";
+  }
+  return "an unknown value";
+}
+
+std::string json_error(simdjson::error_code e) {
+  switch (e) {
+    case simdjson::TAPE_ERROR:
+    case simdjson::INCOMPLETE_ARRAY_OR_OBJECT:
+      return "invalid JSON: broken structure (missing or extra comma, brace, bracket or quote)";
+    case simdjson::UNCLOSED_STRING:
+      return "invalid JSON: unterminated string";
+    case simdjson::STRING_ERROR:
+      return "invalid JSON: bad string escape";
+    case simdjson::T_ATOM_ERROR:
+    case simdjson::F_ATOM_ERROR:
+    case simdjson::N_ATOM_ERROR:
+      return "invalid JSON: bad literal (expected true, false or null)";
+    case simdjson::NUMBER_ERROR:
+      return "invalid JSON: bad number";
+    case simdjson::DEPTH_ERROR:
+      return "invalid JSON: nested too deeply";
+    case simdjson::UNESCAPED_CHARS:
+      return "invalid JSON: a control character in a string must be escaped";
+    case simdjson::EMPTY:
+      return "empty line";
+    default:
+      return std::string("invalid JSON: ") + simdjson::error_message(e);
+  }
+}
+
+// Reads org_id / user_id. Writes `out` (nullopt for an allowed null); returns "" or a reason.
+std::string read_id(od::value& v, const char* field, bool allow_null,
+                    std::optional<std::int64_t>& out) {
+  const std::string f = field;
+  od::json_type t;
+  if (auto e = v.type().get(t); e) return f + ": " + json_error(e);
+  switch (t) {
+    case od::json_type::number:
+      break;
+    case od::json_type::null: {
+      bool is_null = false;
+      if (v.is_null().get(is_null) || !is_null)
+        return f + ": " + json_error(simdjson::N_ATOM_ERROR);
+      if (allow_null) {
+        out.reset();
+        return {};
+      }
+      return f + ": expected an integer >= 1, got null";
+    }
+    case od::json_type::string: {
+      std::string_view sv;
+      std::string hint;
+      if (!v.get_string().get(sv)) {
+        long exp = 0;
+        if (!sv.empty() && classify_number(sv, exp) == NumberKind::kInteger) {
+          hint = " (write " + std::string(sv.substr(0, kQuoteMax)) + " without quotes)";
+        }
+      }
+      return f + ": expected an integer, got a string" + hint;
+    }
+    default:
+      return f + ": expected an integer, got " + type_name(t);
+  }
+  const std::string_view tok = trim_right(v.raw_json_token());
+  long exponent = 0;
+  switch (classify_number(tok, exponent)) {
+    case NumberKind::kInvalid:
+      return f + ": invalid number " + quote(tok);
+    case NumberKind::kFraction:
+      if (exponent > kHugeExponent || exponent < -kHugeExponent) {
+        return f + ": expected an integer, got a number with a huge exponent " + quote(tok);
+      }
+      return f + ": expected an integer, got a number with a fraction/exponent " + quote(tok);
+    case NumberKind::kInteger:
+      break;
+  }
+  const bool negative = tok.front() == '-';
+  // Accumulate negatively so INT64_MIN is representable; overflow is "out of range".
+  std::int64_t value = 0;
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  for (std::size_t i = negative ? 1 : 0; i < tok.size(); ++i) {
+    const int d = tok[i] - '0';
+    if (value < (kMin + d) / 10) {
+      return f + ": integer " + quote(tok) +
+             " is out of range (64-bit: -9223372036854775808 to 9223372036854775807)";
+    }
+    value = value * 10 - d;
+  }
+  if (!negative) {
+    if (value == kMin) {
+      return f + ": integer " + quote(tok) +
+             " is out of range (64-bit: -9223372036854775808 to 9223372036854775807)";
+    }
+    value = -value;
+  }
+  if (value < 1) return f + ": expected an integer >= 1, got " + std::string(tok);
+  out = value;
+  return {};
+}
+
+// Reads a string value for `field`; returns "" or a reason.
+std::string read_string(od::value& v, const char* field, const char* wanted,
+                        std::string_view& out) {
+  od::json_type t;
+  if (auto e = v.type().get(t); e) return std::string(field) + ": " + json_error(e);
+  if (t != od::json_type::string) {
+    return std::string(field) + ": expected " + wanted + ", got " + type_name(t);
+  }
+  if (auto e = v.get_string().get(out); e) return std::string(field) + ": " + json_error(e);
+  return {};
+}
+
+std::string name_reason(std::string_view name) {
+  if (name.size() > 200) {
+    return "event_name: " + quote(name) + " is " + std::to_string(name.size()) +
+           " bytes long (limit 200)";
+  }
+  return "event_name: " + quote(name) +
+         " is not a valid event name (expected lowercase dotted words, like 'user.signed_in')";
+}
+
+std::string catalog_reason(std::string_view name, const Catalog& catalog) {
+  std::string r = "event_name: " + quote(name) + " is not in the catalog";
+  if (auto suggestion = catalog.closest(name)) r += "; did you mean " + quote(*suggestion) + "?";
+  return r;
+}
+
+struct LineParser {
+  od::parser parser;
+  std::unique_ptr<char[]> buffer;
+  std::size_t capacity = 0;
+  std::string metadata;
+};
+
+thread_local LineParser t_line_parser;
+
+enum Field : unsigned {
+  kOrgId = 1U << 0,
+  kUserId = 1U << 1,
+  kEventName = 1U << 2,
+  kMetadata = 1U << 3,
+  kOccurredAt = 1U << 4,
+  kEventId = 1U << 5,
+};
+
+Field field_of(std::string_view key) noexcept {
+  if (key == "org_id") return kOrgId;
+  if (key == "user_id") return kUserId;
+  if (key == "event_name") return kEventName;
+  if (key == "metadata") return kMetadata;
+  if (key == "occurred_at") return kOccurredAt;
+  if (key == "event_id") return kEventId;
+  return Field{0};
+}
+
+ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOptions& options) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  const Limits& limits = options.limits;
+  if (line.size() > limits.max_line_bytes) {
+    return Rejection{"line too long: " + std::to_string(line.size()) + " bytes (limit " +
+                     std::to_string(limits.max_line_bytes) + ", --max-line-bytes)"};
+  }
+  std::size_t first = 0;
+  while (first < line.size() &&
+         (is_json_ws(line[first]) || line[first] == '\f' || line[first] == '\v')) {
+    ++first;
+  }
+  if (first == line.size()) return Rejection{"empty line"};
+  if (const void* nul = std::memchr(line.data(), '\0', line.size())) {
+    return Rejection{"NUL byte at byte " + byte_pos(static_cast<std::size_t>(
+                                               static_cast<const char*>(nul) - line.data()))};
+  }
+  if (std::memchr(line.data(), '\\', line.size()) != nullptr) {
+    if (std::string r = check_line_escapes(line); !r.empty()) return Rejection{std::move(r)};
+  }
+
+  LineParser& lp = t_line_parser;
+  const std::size_t need = line.size() + simdjson::SIMDJSON_PADDING;
+  if (lp.capacity < need) {
+    std::size_t cap = lp.capacity == 0 ? 4096 : lp.capacity;
+    while (cap < need) cap *= 2;
+    lp.buffer = std::make_unique<char[]>(cap);
+    lp.capacity = cap;
+  }
+  std::memcpy(lp.buffer.get(), line.data(), line.size());
+  std::memset(lp.buffer.get() + line.size(), 0, simdjson::SIMDJSON_PADDING);
+  const char* const base = lp.buffer.get();
+
+  od::document doc;
+  if (auto e = lp.parser.iterate(base, line.size(), lp.capacity).get(doc); e) {
+    if (e == simdjson::UTF8_ERROR) {
+      const std::size_t at = find_invalid_utf8(line);
+      if (at != std::string_view::npos) return Rejection{"invalid UTF-8 at byte " + byte_pos(at)};
+      return Rejection{"invalid UTF-8"};
+    }
+    return Rejection{json_error(e)};
+  }
+  od::json_type top;
+  if (auto e = doc.type().get(top); e) return Rejection{json_error(e)};
+  if (top != od::json_type::object) {
+    return Rejection{std::string("expected a JSON object, got ") + type_name(top)};
+  }
+  od::object obj;
+  if (auto e = doc.get_object().get(obj); e) return Rejection{json_error(e)};
+
+  Event ev;
+  unsigned seen = 0;
+  std::optional<std::int64_t> org_id;
+  std::optional<std::int64_t> user_id;
+  bool have_occurred_at = false;
+  bool have_event_id = false;
+  for (auto field_result : obj) {
+    od::field field;
+    if (auto e = std::move(field_result).get(field); e) return Rejection{json_error(e)};
+    std::string_view key;
+    if (auto e = field.unescaped_key().get(key); e) return Rejection{json_error(e)};
+    const Field which = field_of(key);
+    if (which == 0) return Rejection{"unknown key " + quote(key)};
+    if ((seen & which) != 0) return Rejection{"duplicate key " + quote(key)};
+    seen |= which;
+    od::value v = field.value();
+    switch (which) {
+      case kOrgId:
+        if (auto r = read_id(v, "org_id", false, org_id); !r.empty()) return Rejection{r};
+        break;
+      case kUserId:
+        if (auto r = read_id(v, "user_id", true, user_id); !r.empty()) return Rejection{r};
+        break;
+      case kEventName: {
+        std::string_view name;
+        if (auto r = read_string(v, "event_name", "a string", name); !r.empty()) {
+          return Rejection{r};
+        }
+        if (!is_valid_event_name(name)) return Rejection{name_reason(name)};
+        if (options.catalog != nullptr && !options.catalog->contains(name)) {
+          return Rejection{catalog_reason(name, *options.catalog)};
+        }
+        ev.event_name.assign(name);
+        break;
+      }
+      case kMetadata: {
+        od::json_type t;
+        if (auto e = v.type().get(t); e) return Rejection{"metadata: " + json_error(e)};
+        if (t != od::json_type::object) {
+          return Rejection{std::string("metadata: expected an object, got ") + type_name(t)};
+        }
+        od::object m;
+        std::string_view raw;
+        if (auto e = v.get_object().get(m); e) return Rejection{"metadata: " + json_error(e)};
+        if (auto e = m.raw_json().get(raw); e) return Rejection{"metadata: " + json_error(e)};
+        const auto offset = static_cast<std::size_t>(raw.data() - base);
+        if (auto r = process_metadata(raw, offset, limits, lp.metadata); !r.empty()) {
+          return Rejection{r};
+        }
+        ev.metadata.assign(lp.metadata);
+        break;
+      }
+      case kOccurredAt: {
+        std::string_view text;
+        if (auto r = read_string(v, "occurred_at", "an RFC 3339 timestamp string", text);
+            !r.empty()) {
+          return Rejection{r};
+        }
+        const auto us = parse_rfc3339(text);
+        if (!us) {
+          return Rejection{
+              "occurred_at: expected an RFC 3339 timestamp like "
+              "'2026-11-28T12:00:00Z', got " +
+              quote(text)};
+        }
+        ev.occurred_at_us = *us;
+        have_occurred_at = true;
+        break;
+      }
+      case kEventId: {
+        std::string_view text;
+        if (auto r = read_string(v, "event_id", "a UUID string", text); !r.empty()) {
+          return Rejection{r};
+        }
+        const auto id = Uuid::parse(text);
+        if (!id) {
+          return Rejection{
+              "event_id: expected a UUID like '01890a5d-ac96-774b-bcce-b302099a8057', "
+              "got " +
+              quote(text)};
+        }
+        ev.event_id = *id;
+        have_event_id = true;
+        break;
+      }
+    }
+  }
+  // Anything after the object ("{...} {...}", "{...}}") is an error, not ignored.
+  const char* rest = nullptr;
+  if (!doc.current_location().get(rest)) {
+    return Rejection{"invalid JSON: unexpected " + quote(std::string_view(rest, 1)) +
+                     " after the object at byte " +
+                     byte_pos(static_cast<std::size_t>(rest - base))};
+  }
+  if (!org_id) return Rejection{"org_id: missing (required, an integer >= 1)"};
+  if ((seen & kEventName) == 0) return Rejection{"event_name: missing (required)"};
+  ev.org_id = *org_id;
+  ev.user_id = user_id;
+  if (!have_occurred_at) ev.occurred_at_us = now_us;
+  if (!have_event_id) ev.event_id = make_uuid_v7(now_us / 1000);
+  return ev;
+}
+
+}  // namespace
+
+ParseResult parse_event_line(std::string_view line, std::int64_t now_us,
+                             const ParseOptions& options) noexcept {
+  try {
+    return parse_line(line, now_us, options);
+  } catch (const std::bad_alloc&) {
+    return Rejection{"out of memory"};  // fits the small-string buffer: no allocation
+  } catch (...) {
+    return Rejection{"internal error"};
+  }
+}
+
+std::string validate_event(const Event& event, const Limits& limits) {
+  if (!is_valid_event_name(event.event_name)) return name_reason(event.event_name);
+  if (event.org_id < 1) {
+    return "org_id: expected an integer >= 1, got " + std::to_string(event.org_id);
+  }
+  if (event.user_id && *event.user_id < 1) {
+    return "user_id: expected an integer >= 1 or none, got " + std::to_string(*event.user_id);
+  }
+  const std::string_view meta = event.metadata;
+  if (meta.size() > limits.max_metadata_bytes) {
+    return "metadata: " + std::to_string(meta.size()) + " bytes (limit " +
+           std::to_string(limits.max_metadata_bytes) + ", --max-metadata-bytes)";
+  }
+  if (!simdjson::validate_utf8(meta.data(), meta.size())) {
+    const std::size_t at = find_invalid_utf8(meta);
+    return "metadata: invalid UTF-8 at byte " + byte_pos(at == std::string_view::npos ? 0 : at);
+  }
+  std::string compact;
+  return process_metadata(meta, 0, limits, compact);
+}
+
+}  // namespace trackevent
