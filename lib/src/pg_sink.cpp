@@ -1,0 +1,674 @@
+// The PostgreSQL sink: one binary COPY per batch over a lazily opened libpq connection.
+//
+// It uses libpq directly rather than libpqxx: libpqxx 6.4 (Debian 12) has no binary COPY
+// (its stream_to writes text format) and gives no access to the raw PGconn, which we need for
+// non-blocking I/O with our own deadlines, PQcancel, and error fields during connection.
+//
+// Round trips per batch: 1 on the fast path (a lone COPY is its own transaction). When the batch
+// holds an id the table already has (23505 on analytics_events_pkey), 2 more: COPY into a
+// session temp table inside BEGIN, then INSERT ... ON CONFLICT DO NOTHING; COMMIT. After such a
+// fallback the next batches go straight to the conflict-tolerant path while duplicates keep
+// turning up (spool replays tend to come in runs), so we don't pay the wasted COPY each time.
+#include "trackevent/sink.hpp"
+
+#include <libpq-fe.h>
+
+#include <poll.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <new>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace trackevent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr const char* kCopyDirect =
+    "COPY analytics_events (event_id, org_id, user_id, event_name, metadata, occurred_at) "
+    "FROM STDIN (FORMAT binary)";
+constexpr const char* kCopyToTemp =
+    "BEGIN; "
+    "CREATE TEMP TABLE IF NOT EXISTS trackevent_batch (LIKE analytics_events INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS; "
+    "COPY trackevent_batch (event_id, org_id, user_id, event_name, metadata, occurred_at) "
+    "FROM STDIN (FORMAT binary)";
+constexpr const char* kInsertFromTemp =
+    "INSERT INTO analytics_events (event_id, org_id, user_id, event_name, metadata, occurred_at) "
+    "SELECT event_id, org_id, user_id, event_name, metadata, occurred_at FROM trackevent_batch "
+    "ON CONFLICT (event_id) DO NOTHING; "
+    "COMMIT";
+constexpr std::string_view kPrimaryKey = "analytics_events_pkey";
+
+/// Batches after a duplicate-id fallback that skip the fast path (reset by a clean batch).
+constexpr int kConflictModeBatches = 16;
+/// Bytes per PQputCopyData call.
+constexpr std::size_t kCopyChunk = std::size_t{1} << 20;
+/// Seconds between 1970-01-01 and 2000-01-01, PostgreSQL's timestamp epoch.
+constexpr std::int64_t kPgEpochOffsetUs = 946'684'800'000'000;
+
+// ---- binary COPY encoding ---------------------------------------------------------------------
+
+class CopyEncoder {
+ public:
+  CopyEncoder() {
+    static constexpr char kSignature[] = "PGCOPY\n\377\r\n";  // + the implicit '\0': 11 bytes
+    buf_.append(kSignature, sizeof kSignature);
+    put32(0);  // flags: no OIDs
+    put32(0);  // header extension length
+  }
+
+  /// False when a field does not fit the format's int32 length.
+  bool add(const Event& e) {
+    if (e.event_name.size() > kMaxField || e.metadata.size() + 1 > kMaxField) return false;
+    put16(6);
+    put32(16);
+    buf_.append(reinterpret_cast<const char*>(e.event_id.bytes.data()), e.event_id.bytes.size());
+    put32(8);
+    put64(static_cast<std::uint64_t>(e.org_id));
+    if (e.user_id) {
+      put32(8);
+      put64(static_cast<std::uint64_t>(*e.user_id));
+    } else {
+      put32(static_cast<std::uint32_t>(-1));  // NULL
+    }
+    put32(static_cast<std::uint32_t>(e.event_name.size()));
+    buf_.append(e.event_name);
+    put32(static_cast<std::uint32_t>(e.metadata.size() + 1));
+    buf_.push_back('\1');  // jsonb binary format version
+    buf_.append(e.metadata);
+    put32(8);
+    put64(static_cast<std::uint64_t>(e.occurred_at_us - kPgEpochOffsetUs));
+    return true;
+  }
+
+  std::string finish() && {
+    put16(static_cast<std::uint16_t>(-1));  // trailer
+    return std::move(buf_);
+  }
+
+ private:
+  static constexpr std::size_t kMaxField = std::numeric_limits<std::int32_t>::max();
+
+  template <typename U>
+  void put_be(U v) {
+    if constexpr (std::endian::native == std::endian::little) v = byteswap(v);
+    char raw[sizeof v];
+    std::memcpy(raw, &v, sizeof v);
+    buf_.append(raw, sizeof v);
+  }
+  template <typename U>
+  static U byteswap(U v) {
+    U out = 0;
+    for (std::size_t i = 0; i < sizeof v; ++i) {
+      out = static_cast<U>((out << 8) | (v & 0xFF));
+      v = static_cast<U>(v >> 8);
+    }
+    return out;
+  }
+  void put16(std::uint16_t v) { put_be(v); }
+  void put32(std::uint32_t v) { put_be(v); }
+  void put64(std::uint64_t v) { put_be(v); }
+
+  std::string buf_;
+};
+
+struct UuidHash {
+  std::size_t operator()(const Uuid& u) const noexcept {
+    // UUIDv7 leads with a timestamp; the tail is random, so hash that half.
+    std::uint64_t a = 0;
+    std::uint64_t b = 0;
+    std::memcpy(&a, u.bytes.data(), 8);
+    std::memcpy(&b, u.bytes.data() + 8, 8);
+    return static_cast<std::size_t>(b ^ (a * 0x9E3779B97F4A7C15ULL));
+  }
+};
+
+// ---- libpq plumbing ---------------------------------------------------------------------------
+
+struct PgResultDeleter {
+  void operator()(PGresult* r) const noexcept { PQclear(r); }
+};
+using ResultPtr = std::unique_ptr<PGresult, PgResultDeleter>;
+
+/// The outcome of one round trip (one simple-query string, or one COPY's data).
+struct Step {
+  enum class Kind { ok, copy_in, error, timeout, broken } kind = Kind::ok;
+  std::string sqlstate;
+  std::string message;
+  std::string constraint;
+  bool own_cancel = false;
+  std::size_t affected = 0;  ///< row count of the last command that reported one
+};
+
+std::string trim_message(std::string m) {
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+  return m;
+}
+
+/// libpq keeps no SQLSTATE for a failed connection, but in verbose mode it prints one:
+/// "FATAL:  3D000: database "x" does not exist". Returns {sqlstate, message without it}.
+std::pair<std::string, std::string> split_connect_error(std::string msg) {
+  std::string sqlstate;
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < msg.size()) {
+    std::size_t eol = msg.find('\n', pos);
+    if (eol == std::string::npos) eol = msg.size();
+    std::string line = msg.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.starts_with("LOCATION:")) continue;
+    for (const std::string_view sev : {"FATAL:  ", "ERROR:  ", "PANIC:  "}) {
+      const std::size_t at = line.find(sev);
+      if (at == std::string::npos) continue;
+      const std::size_t code = at + sev.size();
+      if (line.size() >= code + 7 && line.compare(code + 5, 2, ": ") == 0) {
+        bool valid = true;
+        for (std::size_t i = code; i < code + 5; ++i) {
+          const char c = line[i];
+          valid = valid && ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z'));
+        }
+        if (valid) {
+          sqlstate = line.substr(code, 5);
+          line.erase(code, 7);
+        }
+      }
+      break;
+    }
+    if (!out.empty()) out.push_back(' ');
+    out.append(line);
+  }
+  return {sqlstate, trim_message(out)};
+}
+
+void ignore_notice(void* /*arg*/, const char* /*message*/) noexcept {}
+
+/// PQcancel connects to the server with a blocking connect() and no timeout in libpq 15, so it
+/// runs on its own detached thread; we wait for its effect (the query's result), not for it.
+void send_cancel_detached(PGconn* conn) noexcept {
+  PGcancel* cancel = PQgetCancel(conn);
+  if (cancel == nullptr) return;
+  try {
+    std::thread([cancel] {
+      std::array<char, 256> err{};
+      PQcancel(cancel, err.data(), static_cast<int>(err.size()));
+      PQfreeCancel(cancel);
+    }).detach();
+  } catch (...) {
+    PQfreeCancel(cancel);  // no thread: give up on the cancel, the caller drops the connection
+  }
+}
+
+class PgSink final : public Sink {
+ public:
+  PgSink(std::string conninfo, const PgTimeouts& timeouts)
+      : conninfo_(std::move(conninfo)),
+        described_(redact_conninfo(conninfo_)),
+        timeouts_(normalized(timeouts)),
+        password_(password_of(conninfo_)) {}
+
+  ~PgSink() override { disconnect(); }
+  PgSink(const PgSink&) = delete;
+  PgSink& operator=(const PgSink&) = delete;
+
+  WriteResult write(std::span<const Event> batch) noexcept override {
+    try {
+      return write_batch(batch);
+    } catch (const std::bad_alloc&) {
+      disconnect();
+      return failure(Disposition::retry, "", "out of memory while writing a batch");
+    } catch (const std::exception& e) {
+      disconnect();
+      return failure(Disposition::retry, "", std::string("internal error: ") + e.what());
+    } catch (...) {
+      disconnect();
+      return failure(Disposition::retry, "", "internal error");
+    }
+  }
+
+  [[nodiscard]] std::string describe() const override { return described_; }
+
+ private:
+  static PgTimeouts normalized(PgTimeouts t) {
+    // Zero or negative would mean "wait forever", which the contract forbids.
+    if (t.connect_timeout_s <= 0) t.connect_timeout_s = PgTimeouts{}.connect_timeout_s;
+    if (t.statement_timeout_ms <= 0) t.statement_timeout_ms = PgTimeouts{}.statement_timeout_ms;
+    if (t.tcp_user_timeout_ms < 0) t.tcp_user_timeout_ms = PgTimeouts{}.tcp_user_timeout_ms;
+    if (t.keepalives_idle_s <= 0) t.keepalives_idle_s = PgTimeouts{}.keepalives_idle_s;
+    return t;
+  }
+
+  static std::string password_of(const std::string& conninfo) {
+    std::string password;
+    PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), nullptr);
+    if (opts == nullptr) return password;
+    for (PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
+      if (std::strcmp(o->keyword, "password") == 0 && o->val != nullptr) password = o->val;
+    }
+    PQconninfoFree(opts);
+    return password;
+  }
+
+  /// Messages come from libpq and the server, which don't echo passwords; this is a second line.
+  [[nodiscard]] std::string scrub(std::string msg) const {
+    if (password_.size() >= 3) {
+      for (std::size_t at = msg.find(password_); at != std::string::npos;
+           at = msg.find(password_, at + 3)) {
+        msg.replace(at, password_.size(), "***");
+      }
+    }
+    return msg;
+  }
+
+  WriteResult failure(Disposition d, std::string sqlstate, std::string message) const {
+    WriteResult r;
+    r.failure = Failure{d, std::move(sqlstate), scrub(std::move(message))};
+    return r;
+  }
+
+  WriteResult failure_from(const Step& s) {
+    switch (s.kind) {
+      case Step::Kind::error:
+        return failure(classify_sqlstate(s.sqlstate, s.own_cancel), s.sqlstate, s.message);
+      case Step::Kind::timeout:
+        return failure(Disposition::retry, "", s.message);
+      case Step::Kind::broken:
+      case Step::Kind::ok:
+      case Step::Kind::copy_in:
+        break;
+    }
+    return failure(Disposition::retry, s.sqlstate,
+                   s.message.empty() ? "connection to the database lost" : s.message);
+  }
+
+  // ---- connection ----
+
+  void disconnect() noexcept {
+    if (conn_ != nullptr) PQfinish(conn_);
+    conn_ = nullptr;
+  }
+
+  /// Connects if needed; on failure returns the Failure to report.
+  std::optional<WriteResult> ensure_connected() {
+    // An idle connection the server closed (restart, pg_terminate_backend) has data waiting:
+    // reading it now lets us reconnect instead of failing this batch on a dead socket.
+    // A FATAL message and the EOF after it may take two reads to see.
+    for (int i = 0; i < 3 && conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK; ++i) {
+      pollfd p{PQsocket(conn_), POLLIN, 0};
+      if (p.fd >= 0 && ::poll(&p, 1, 0) <= 0) break;
+      if (p.fd < 0 || PQconsumeInput(conn_) == 0) disconnect();
+    }
+    if (conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK &&
+        PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+      return std::nullopt;
+    }
+    disconnect();  // broken or left mid-transaction: start over
+
+    const std::string connect_timeout = std::to_string(timeouts_.connect_timeout_s);
+    const std::string idle = std::to_string(timeouts_.keepalives_idle_s);
+    const std::string interval = std::to_string(std::max(1, timeouts_.keepalives_idle_s / 2));
+    const std::string user_timeout = std::to_string(timeouts_.tcp_user_timeout_ms);
+
+    // Our defaults come before dbname, so anything the conninfo sets (expanded in place of
+    // dbname) overrides them; the PG* variables libpq reads for unset options are respected by
+    // not setting the ones they cover. client_encoding comes last: COPY sends UTF-8 text.
+    std::vector<const char*> keys;
+    std::vector<const char*> values;
+    auto add = [&](const char* k, const char* v) {
+      keys.push_back(k);
+      values.push_back(v);
+    };
+    if (std::getenv("PGCONNECT_TIMEOUT") == nullptr)
+      add("connect_timeout", connect_timeout.c_str());
+    add("keepalives", "1");
+    add("keepalives_idle", idle.c_str());
+    add("keepalives_interval", interval.c_str());
+    add("keepalives_count", "3");
+    add("tcp_user_timeout", user_timeout.c_str());
+    // fallback_: application_name in the conninfo or PGAPPNAME wins over it.
+    add("fallback_application_name", "trackevent");
+    add("dbname", conninfo_.c_str());
+    add("client_encoding", "UTF8");
+    keys.push_back(nullptr);
+    values.push_back(nullptr);
+
+    PGconn* conn = PQconnectStartParams(keys.data(), values.data(), /*expand_dbname=*/1);
+    if (conn == nullptr)
+      return failure(Disposition::retry, "", "out of memory creating connection");
+    PQsetNoticeProcessor(conn, &ignore_notice, nullptr);
+    PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);  // so connection errors carry their SQLSTATE
+
+    // libpq enforces connect_timeout only in its blocking calls; we poll, so we enforce it.
+    int timeout_s = timeouts_.connect_timeout_s;
+    if (PQconninfoOption* used = PQconninfo(conn)) {
+      for (PQconninfoOption* o = used; o->keyword != nullptr; ++o) {
+        if (std::strcmp(o->keyword, "connect_timeout") == 0 && o->val != nullptr) {
+          const int v = std::atoi(o->val);
+          if (v > 0) timeout_s = std::max(2, v);  // libpq's own minimum
+        }
+      }
+      PQconninfoFree(used);
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    if (PQstatus(conn) == CONNECTION_BAD) st = PGRES_POLLING_FAILED;
+    // Note: host name resolution inside PQconnectPoll is blocking (getaddrinfo).
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+      const int ready = wait_socket(conn, st == PGRES_POLLING_WRITING, deadline);
+      if (ready == 0) {
+        PQfinish(conn);
+        return failure(Disposition::retry, "",
+                       "timeout expired connecting to " + described_ + " after " +
+                           std::to_string(timeout_s) + " s");
+      }
+      st = PQconnectPoll(conn);
+    }
+    if (st == PGRES_POLLING_FAILED) {
+      auto [sqlstate, msg] = split_connect_error(PQerrorMessage(conn));
+      PQfinish(conn);
+      Disposition d = classify_sqlstate(sqlstate);
+      // libpq's own "no password supplied": an operator must act, like 28P01.
+      if (sqlstate.empty() && msg.find("no password supplied") != std::string::npos) {
+        d = classify_sqlstate("28P01");
+      }
+      return failure(d, sqlstate, msg.empty() ? "connection failed" : msg);
+    }
+
+    PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
+    if (PQsetnonblocking(conn, 1) != 0) {
+      PQfinish(conn);
+      return failure(Disposition::retry, "", "cannot make the connection non-blocking");
+    }
+    conn_ = conn;
+
+    // A constant integer we formatted ourselves; nothing from the caller goes into SQL text.
+    const std::string set_timeout =
+        "SET statement_timeout = " + std::to_string(timeouts_.statement_timeout_ms);
+    const Step s = run(set_timeout.c_str());
+    if (s.kind != Step::Kind::ok) {
+      WriteResult r = failure_from(s);
+      disconnect();
+      return r;
+    }
+    return std::nullopt;
+  }
+
+  /// Waits until the socket is readable (or writable); 1 ready, 0 deadline passed, -1 error.
+  static int wait_socket(PGconn* conn, bool for_write, Clock::time_point deadline) {
+    const int fd = PQsocket(conn);
+    if (fd < 0) return -1;
+    while (true) {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return 0;
+      pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
+      const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60'000)));
+      if (n > 0) return 1;  // POLLERR/POLLHUP too: libpq reports the error when it reads
+      if (n < 0 && errno != EINTR) return -1;
+    }
+  }
+
+  [[nodiscard]] milliseconds statement_budget() const {
+    // The server's statement_timeout normally fires first; the margin covers the network.
+    return milliseconds(timeouts_.statement_timeout_ms) +
+           milliseconds(1000 + timeouts_.statement_timeout_ms / 10);
+  }
+
+  /// Deadline passed: ask the server to cancel, give it a short grace to answer with 57014.
+  bool cancel_and_extend(Clock::time_point& deadline, bool& cancelled) {
+    if (cancelled) return false;  // the cancel did not help: caller drops the connection
+    cancelled = true;
+    send_cancel_detached(conn_);
+    deadline = Clock::now() + milliseconds(1000 + timeouts_.statement_timeout_ms / 10);
+    return true;
+  }
+
+  Step broken(std::string what) const {
+    Step s;
+    s.kind = Step::Kind::broken;
+    std::string msg = trim_message(PQerrorMessage(conn_));
+    s.message = msg.empty() ? std::move(what) : std::move(what) + ": " + msg;
+    return s;
+  }
+
+  /// Sends everything libpq has buffered, reading input meanwhile (as libpq's docs require).
+  bool flush_output(Clock::time_point& deadline, bool& cancelled, Step& out) {
+    while (true) {
+      const int r = PQflush(conn_);
+      if (r == 0) return true;
+      if (r < 0) {
+        out = broken("sending to the server failed");
+        return false;
+      }
+      const int fd = PQsocket(conn_);
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) {
+        if (cancel_and_extend(deadline, cancelled)) continue;
+        out.kind = Step::Kind::timeout;
+        out.message = "timeout sending to the server";
+        return false;
+      }
+      pollfd p{fd, POLLIN | POLLOUT, 0};
+      const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60'000)));
+      if (n < 0 && errno != EINTR) {
+        out = broken("poll failed");
+        return false;
+      }
+      if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) != 0 && PQconsumeInput(conn_) == 0) {
+        out = broken("connection to the server lost");
+        return false;
+      }
+    }
+  }
+
+  /// Reads results until the query string is done (or COPY IN starts). Keeps the first error.
+  Step collect(Clock::time_point deadline, bool cancelled) {
+    Step step;
+    const auto started = Clock::now();
+    while (true) {
+      while (PQisBusy(conn_) != 0) {
+        const int ready = wait_socket(conn_, false, deadline);
+        if (ready == 0) {
+          if (cancel_and_extend(deadline, cancelled)) continue;
+          step.kind = Step::Kind::timeout;
+          step.message = "no answer from the server within " +
+                         std::to_string(statement_budget().count()) +
+                         " ms, even after a cancel; connection dropped";
+          return step;
+        }
+        if (ready < 0 || PQconsumeInput(conn_) == 0) return broken("connection to the server lost");
+      }
+      ResultPtr res{PQgetResult(conn_)};
+      if (!res) return step;
+      switch (PQresultStatus(res.get())) {
+        case PGRES_COMMAND_OK:
+        case PGRES_TUPLES_OK:
+          if (const char* n = PQcmdTuples(res.get()); n != nullptr && *n != '\0') {
+            step.affected = static_cast<std::size_t>(std::strtoull(n, nullptr, 10));
+          }
+          break;
+        case PGRES_COPY_IN:
+          if (step.kind == Step::Kind::ok) step.kind = Step::Kind::copy_in;
+          return step;
+        case PGRES_FATAL_ERROR:
+        default:
+          if (step.kind != Step::Kind::error) {
+            const char* code = PQresultErrorField(res.get(), PG_DIAG_SQLSTATE);
+            const char* primary = PQresultErrorField(res.get(), PG_DIAG_MESSAGE_PRIMARY);
+            const char* constraint = PQresultErrorField(res.get(), PG_DIAG_CONSTRAINT_NAME);
+            step.kind = Step::Kind::error;
+            step.sqlstate = code != nullptr ? code : "";
+            step.message =
+                primary != nullptr ? primary : trim_message(PQresultErrorMessage(res.get()));
+            step.constraint = constraint != nullptr ? constraint : "";
+            // 57014 after our cancel, or from the statement_timeout we set: ours.
+            step.own_cancel =
+                step.sqlstate == "57014" &&
+                (cancelled || Clock::now() - started >=
+                                  milliseconds(timeouts_.statement_timeout_ms) - milliseconds(50));
+          }
+          break;
+      }
+      if (PQstatus(conn_) == CONNECTION_BAD) {
+        Step b = broken("connection to the server lost");
+        if (step.kind == Step::Kind::error) return step;  // its SQLSTATE says more (57P01...)
+        return b;
+      }
+    }
+  }
+
+  /// One simple-query round trip (several statements allowed).
+  Step run(const char* sql) {
+    auto deadline = Clock::now() + statement_budget();
+    bool cancelled = false;
+    if (PQsendQuery(conn_, sql) == 0) return broken("sending the query failed");
+    Step s;
+    if (!flush_output(deadline, cancelled, s)) return s;
+    return collect(deadline, cancelled);
+  }
+
+  /// Runs `sql`, which must end in a COPY FROM STDIN, and streams `data` into it.
+  Step copy(const char* sql, const std::string& data) {
+    auto deadline = Clock::now() + statement_budget();
+    bool cancelled = false;
+    if (PQsendQuery(conn_, sql) == 0) return broken("sending the query failed");
+    Step s;
+    if (!flush_output(deadline, cancelled, s)) return s;
+    s = collect(deadline, cancelled);
+    if (s.kind != Step::Kind::copy_in) {
+      if (s.kind == Step::Kind::ok) {
+        s.kind = Step::Kind::broken;
+        s.message = "server did not start the COPY";
+      }
+      return s;
+    }
+    for (std::size_t off = 0; off < data.size();) {
+      const std::size_t n = std::min(kCopyChunk, data.size() - off);
+      const int r = PQputCopyData(conn_, data.data() + off, static_cast<int>(n));
+      if (r < 0) break;  // the server ended the COPY with an error: the result tells which
+      if (r == 0) {      // libpq's buffer is full: drain it and try again
+        if (!flush_output(deadline, cancelled, s)) return s;
+        continue;
+      }
+      off += n;
+    }
+    while (true) {
+      const int r = PQputCopyEnd(conn_, nullptr);
+      if (r < 0) break;
+      if (r == 1) break;
+      if (!flush_output(deadline, cancelled, s)) return s;
+    }
+    if (!flush_output(deadline, cancelled, s)) return s;
+    return collect(deadline, cancelled);
+  }
+
+  /// Ends a transaction we left open after an error; a failing ROLLBACK drops the connection.
+  void rollback() {
+    if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) return;
+    if (PQtransactionStatus(conn_) == PQTRANS_IDLE) return;
+    if (run("ROLLBACK").kind != Step::Kind::ok) disconnect();
+  }
+
+  /// After any failed step: roll back, drop a dead or stuck connection, report.
+  WriteResult fail_step(const Step& s) {
+    WriteResult r = failure_from(s);
+    if (s.kind == Step::Kind::error && conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK) {
+      rollback();
+    } else {
+      disconnect();  // broken, or stuck past the deadline: a new connection next write
+    }
+    return r;
+  }
+
+  // ---- the batch ----
+
+  WriteResult write_batch(std::span<const Event> batch) {
+    WriteResult result;
+    if (batch.empty()) return result;
+
+    // Duplicate ids inside the batch: the first occurrence is sent, the rest counted here.
+    CopyEncoder enc;
+    std::size_t sent = 0;
+    {
+      std::unordered_set<Uuid, UuidHash> seen;
+      seen.reserve(batch.size());
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const Event& e = batch[i];
+        if (!seen.insert(e.event_id).second) continue;
+        if (!enc.add(e)) {
+          return failure(
+              Disposition::reject, "54000",
+              "event " + std::to_string(i) + " has a field over 2 GiB (rejected before sending)");
+        }
+        ++sent;
+      }
+    }
+    const std::string data = std::move(enc).finish();
+    const std::size_t in_batch_dups = batch.size() - sent;
+
+    if (auto f = ensure_connected()) return *f;
+
+    if (conflict_mode_left_ == 0) {
+      const Step s = copy(kCopyDirect, data);
+      if (s.kind == Step::Kind::ok) {
+        result.stored = sent;
+        result.duplicates = in_batch_dups;
+        return result;
+      }
+      if (!(s.kind == Step::Kind::error && s.sqlstate == "23505" && s.constraint == kPrimaryKey)) {
+        return fail_step(s);
+      }
+      // A lone COPY is its own transaction, already rolled back by the server.
+      conflict_mode_left_ = kConflictModeBatches;
+    } else {
+      --conflict_mode_left_;
+    }
+
+    Step s = copy(kCopyToTemp, data);
+    if (s.kind != Step::Kind::ok) return fail_step(s);
+    s = run(kInsertFromTemp);
+    if (s.kind != Step::Kind::ok) return fail_step(s);
+    result.stored = std::min(s.affected, sent);
+    result.duplicates = batch.size() - result.stored;
+    if (result.stored == sent) conflict_mode_left_ = 0;  // no duplicates any more: fast path
+    return result;
+  }
+
+  std::string conninfo_;
+  std::string described_;
+  PgTimeouts timeouts_;
+  std::string password_;
+  PGconn* conn_ = nullptr;
+  int conflict_mode_left_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Sink> make_postgres_sink(std::string conninfo, const PgTimeouts& timeouts) {
+  return std::make_unique<PgSink>(std::move(conninfo), timeouts);
+}
+
+std::unique_ptr<Sink> make_sink(const DbTarget& target, const PgTimeouts& timeouts) {
+  if (target.kind == DbTarget::Kind::sqlite) return make_sqlite_sink(target.conninfo);
+  return make_postgres_sink(target.conninfo, timeouts);
+}
+
+}  // namespace trackevent
