@@ -1,6 +1,7 @@
 #pragma once
 /// Structured logging: one JSON object per line on stderr (or aligned text for people).
 
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
@@ -33,6 +34,13 @@ inline void error(std::string_view msg, const nlohmann::json& f = nlohmann::json
 /// carries "suppressed": N for the ones held back. For errors that can repeat per event.
 void write_limited(Level level, std::string_view key, std::string_view msg,
                    const nlohmann::json& fields = nlohmann::json::object(), int burst = 10) noexcept;
+
+/// Lines held back by write_limited() since the process started (emitted or not yet reported).
+[[nodiscard]] std::uint64_t suppressed_total() noexcept;
+
+/// Logs one "suppressed repeated log lines" line per key that still has lines held back, so none
+/// is lost silently. Runs automatically at process exit; call it before redirecting the log.
+void flush_suppressed() noexcept;
 
 /// For tests: sends lines to `sink` instead of stderr (nullptr restores stderr).
 class LineSink {

@@ -83,6 +83,9 @@ struct TrackerOptions {
   std::shared_ptr<Sink> sink;
   /// For tests: the clock used for batching and backoff. Null: the steady clock.
   std::shared_ptr<Clock> clock;
+  /// For tests: returns a number in [0, 1) that scales each retry delay (full jitter). Null: a
+  /// random source. Returning 0 makes retries immediate.
+  std::function<double()> jitter;
 
   /// Defaults, with database_url from TRACKEVENT_DATABASE_URL or DATABASE_URL and the spool
   /// directory from TRACKEVENT_SPOOL_DIR when set.

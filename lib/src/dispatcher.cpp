@@ -1,0 +1,350 @@
+#include "dispatcher.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+namespace trackevent::detail {
+namespace {
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+constexpr auto kFirstRetry = milliseconds{500};
+constexpr auto kMaxRetryDelay = std::chrono::seconds{30};
+// With nothing to do the thread still wakes now and then; a push or close wakes it at once.
+constexpr auto kIdleWait = std::chrono::seconds{60};
+
+std::int64_t to_ms(Clock::duration d) { return duration_cast<milliseconds>(d).count(); }
+
+nlohmann::json user_id_json(const Event& e) {
+  return e.user_id ? nlohmann::json(*e.user_id) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(std::shared_ptr<TrackerState> state)
+    : state_(std::move(state)),
+      s_(*state_),
+      batcher_(s_.options.batch_size, s_.options.flush_interval),
+      retry_backoff_(kFirstRetry, kMaxRetryDelay, s_.options.jitter) {
+  pending_.reserve(std::max<std::size_t>(s_.options.batch_size, 1));
+}
+
+void Dispatcher::run() noexcept {
+  for (;;) {
+    try {
+      if (!step()) break;
+    } catch (const std::exception& e) {
+      report(log::Level::error, "dispatcher.exception", "dispatcher error", {{"err", e.what()}},
+             {"dispatcher error", e.what(), "", pending_.size()});
+    } catch (...) {
+      report(log::Level::error, "dispatcher.exception", "dispatcher error",
+             {{"err", "unknown exception"}}, {"dispatcher error", "unknown exception", "", 0});
+    }
+  }
+  s_.mark_finished();
+}
+
+Clock::duration Dispatcher::idle_wait(bool stopping) const {
+  if (stopping || drain_due_) return Clock::duration::zero();
+  if (const auto deadline = batcher_.next_deadline()) {
+    return std::max(*deadline - s_.clock->now(), Clock::duration::zero());
+  }
+  return kIdleWait;
+}
+
+bool Dispatcher::step() {
+  const bool stopping = s_.is_stopping();
+  if (stopping && s_.past_deadline()) {
+    spool_everything_left();
+    return false;
+  }
+
+  std::size_t popped = 0;
+  const bool tried_pop = !flush_now_ && batcher_.room() > 0;
+  if (tried_pop) {
+    popped_.clear();
+    popped = s_.queue.pop(popped_, batcher_.room(), idle_wait(stopping));
+    for (auto& item : popped_) {
+      if (item.is_control()) {
+        markers_.push_back(std::move(item.marker));
+        flush_now_ = true;
+      } else {
+        pending_.push_back(std::move(item.event));
+        batcher_.add(item.queued_at);
+      }
+    }
+  }
+
+  if (!pending_.empty() && (flush_now_ || stopping || batcher_.due(s_.clock->now()))) {
+    send_pending();
+  }
+  if (pending_.empty()) {
+    flush_now_ = false;
+    complete_markers();
+    if (stopping && tried_pop && popped == 0) return false;  // closed and the queue is empty
+    if (drain_due_ && !stopping) drain_spool_once();
+  }
+  return true;
+}
+
+void Dispatcher::send_pending() {
+  auto batch = std::make_shared<const std::vector<Event>>(std::move(pending_));
+  pending_ = {};
+  pending_.reserve(std::max<std::size_t>(s_.options.batch_size, 1));
+  batcher_.reset();
+  deliver(batch);
+}
+
+void Dispatcher::deliver(const std::shared_ptr<const std::vector<Event>>& batch) {
+  const std::span<const Event> all{*batch};
+  if (s_.past_deadline()) {
+    spool_events(all, "shutdown deadline passed");
+    return;
+  }
+  if (failing_ && s_.clock->now() < next_probe_) {
+    spool_events(all, "sink failing");
+    return;
+  }
+  const auto first_attempt = s_.clock->now();
+  for (unsigned attempt = 1;; ++attempt) {
+    Outcome out;
+    s_.set_in_flight(batch);
+    write_isolating(all, out);
+    s_.set_in_flight(nullptr);
+    Counters::add(s_.counters.stored, out.stored);
+    Counters::add(s_.counters.duplicates, out.duplicates);
+    std::size_t unsent = 0;
+    for (const auto part : out.unsent) unsent += part.size();
+    settle(all.size() - unsent);  // stored, duplicates and dead-lettered rows
+    if (unsent == 0) {
+      sink_succeeded();
+      return;
+    }
+
+    const Failure& failure = *out.failure;
+    const bool nothing_written = out.unsent.size() == 1 && out.unsent[0].size() == all.size();
+    const bool retry = failure.disposition == Disposition::retry && nothing_written && !failing_ &&
+                       attempt < kMaxAttempts && s_.clock->now() - first_attempt < kMaxRetryTime &&
+                       !s_.past_deadline();
+    if (retry) {
+      Counters::add(s_.counters.retries);
+      const auto delay = retry_backoff_.next();
+      log::write_limited(log::Level::warn, "sink.retry", "batch write failed; retrying",
+                         {{"events", all.size()},
+                          {"attempt", attempt},
+                          {"retry_in_ms", to_ms(delay)},
+                          {"sqlstate", failure.sqlstate},
+                          {"err", failure.message}});
+      s_.pause(delay);
+      continue;
+    }
+
+    sink_failed(failure, unsent);
+    for (const auto part : out.unsent) spool_events(part, "sink failed");
+    return;
+  }
+}
+
+WriteResult Dispatcher::write_once(std::span<const Event> batch) {
+  if (!s_.sink) {
+    return WriteResult{0, 0, Failure{Disposition::hold, "", "no database sink could be opened"}};
+  }
+  try {
+    return s_.sink->write(batch);
+  } catch (const std::exception& e) {
+    // Sinks promise not to throw; if one does, treat it as a transient failure.
+    return WriteResult{0, 0, Failure{Disposition::retry, "", e.what()}};
+  } catch (...) {
+    return WriteResult{0, 0, Failure{Disposition::retry, "", "sink threw an unknown exception"}};
+  }
+}
+
+// Bisects a rejected batch: each half is written on its own, so k bad rows in n cost about
+// 2k*log2(n) writes and every good row is stored. A retry/hold failure stops the splitting; what
+// was not written yet is returned as unsent.
+void Dispatcher::write_isolating(std::span<const Event> batch, Outcome& out) {
+  if (batch.empty()) return;
+  if (out.failure) {
+    out.unsent.push_back(batch);
+    return;
+  }
+  WriteResult result = write_once(batch);
+  if (result.ok()) {
+    out.stored += result.stored;
+    out.duplicates += result.duplicates;
+    return;
+  }
+  if (result.failure->disposition != Disposition::reject) {
+    out.unsent.push_back(batch);
+    out.failure = std::move(result.failure);
+    return;
+  }
+  if (batch.size() == 1) {
+    dead_letter(batch.front(), *result.failure);
+    ++out.dead_lettered;
+    return;
+  }
+  const std::size_t half = batch.size() / 2;
+  write_isolating(batch.first(half), out);
+  write_isolating(batch.subspan(half), out);
+}
+
+void Dispatcher::dead_letter(const Event& event, const Failure& failure) {
+  std::string error;
+  const bool kept = s_.spool.dead_letter(event, failure.message, failure.sqlstate, error);
+  Counters::add(s_.counters.rejected_by_db);
+  nlohmann::json fields{{"event_id", event.event_id.to_string()},
+                        {"event_name", event.event_name},
+                        {"org_id", event.org_id},
+                        {"user_id", user_id_json(event)},
+                        {"sqlstate", failure.sqlstate},
+                        {"err", failure.message}};
+  if (!kept) fields["dead_letter_err"] = error;
+  report(log::Level::error, "sink.bad_row", "failed to record analytics event", std::move(fields),
+         {"failed to record analytics event", failure.message, failure.sqlstate, 1});
+}
+
+void Dispatcher::sink_failed(const Failure& failure, std::size_t events) {
+  const auto now = s_.clock->now();
+  failing_ = true;
+  if (failure.disposition == Disposition::hold) {
+    next_probe_ = now + kHoldProbe;
+    report(log::Level::error, "sink.hold",
+           "database refused writes; holding events in the spool until an operator fixes it",
+           {{"events", events},
+            {"sink", s_.sink ? s_.sink->describe() : std::string("none")},
+            {"sqlstate", failure.sqlstate},
+            {"err", failure.message},
+            {"retry_in_ms", to_ms(kHoldProbe)}},
+           {"database refused writes", failure.message, failure.sqlstate, events});
+    return;
+  }
+  const auto delay = retry_backoff_.next();
+  next_probe_ = now + delay;
+  report(log::Level::error, "sink.unavailable", "failed to record analytics events; spooling them",
+         {{"events", events},
+          {"sqlstate", failure.sqlstate},
+          {"err", failure.message},
+          {"retry_in_ms", to_ms(delay)}},
+         {"failed to record analytics events", failure.message, failure.sqlstate, events});
+}
+
+void Dispatcher::sink_succeeded() {
+  if (failing_) {
+    log::info("database reachable again");
+  }
+  failing_ = false;
+  retry_backoff_.reset();
+  drain_due_ = s_.options.drain_spool;
+}
+
+// One spool batch per call, so live events queued meanwhile go first on the next iteration.
+void Dispatcher::drain_spool_once() {
+  drain_due_ = false;
+  if (failing_ || !s_.sink) return;
+  auto claimed = s_.spool.claim(std::max<std::size_t>(s_.options.batch_size, 1), kSpoolLease);
+  if (claimed.empty()) return;
+
+  std::vector<Event> events;
+  events.reserve(claimed.size());
+  for (auto& c : claimed) events.push_back(std::move(c.event));
+  Outcome out;
+  write_isolating(events, out);
+  Counters::add(s_.counters.stored, out.stored);
+  Counters::add(s_.counters.duplicates, out.duplicates);
+  Counters::add(s_.counters.unspooled, out.stored + out.duplicates);
+
+  std::vector<bool> unsent(events.size(), false);
+  for (const auto part : out.unsent) {
+    const auto first = static_cast<std::size_t>(part.data() - events.data());
+    std::fill_n(unsent.begin() + static_cast<std::ptrdiff_t>(first), part.size(), true);
+  }
+  std::vector<std::int64_t> done;
+  std::vector<std::int64_t> back;
+  for (std::size_t i = 0; i < claimed.size(); ++i) {
+    (unsent[i] ? back : done).push_back(claimed[i].spool_id);
+  }
+  if (!done.empty() && !s_.spool.remove(done)) {
+    log::write_limited(log::Level::warn, "spool.remove",
+                       "could not remove delivered events from "
+                       "the spool; they will be delivered again (harmless: ids are idempotent)",
+                       {{"events", done.size()}});
+  }
+  if (!back.empty()) {
+    s_.spool.release(back);
+    sink_failed(*out.failure, back.size());
+    return;
+  }
+  log::debug("delivered events from the spool", {{"events", done.size()}});
+  drain_due_ = true;
+}
+
+void Dispatcher::spool_events(std::span<const Event> events, std::string_view why) {
+  if (events.empty()) return;
+  std::string error;
+  if (s_.spool.append(events, error)) {
+    Counters::add(s_.counters.spooled, events.size());
+    settle(events.size());
+    log::write_limited(log::Level::info, "spool.append", "events spooled for later delivery",
+                       {{"events", events.size()}, {"reason", why}});
+    return;
+  }
+  Counters::add(s_.counters.dropped, events.size());
+  settle(events.size());
+  report(log::Level::critical, "spool.failed", "events lost: could not spool them",
+         {{"events", events.size()}, {"reason", why}, {"err", error}},
+         {"events lost: could not spool them", error, "", events.size()});
+}
+
+void Dispatcher::spool_everything_left() {
+  // The in-flight batch is settled by deliver(); here only what never reached the sink.
+  spool_events(pending_, "shutdown deadline passed");
+  pending_.clear();
+  batcher_.reset();
+  std::vector<Event> chunk;
+  for (;;) {
+    popped_.clear();
+    if (s_.queue.pop(popped_, std::max<std::size_t>(s_.options.batch_size, 1),
+                     Clock::duration::zero()) == 0) {
+      break;
+    }
+    for (auto& item : popped_) {
+      if (item.is_control()) {
+        markers_.push_back(std::move(item.marker));
+      } else {
+        chunk.push_back(std::move(item.event));
+      }
+    }
+    spool_events(chunk, "shutdown deadline passed");
+    chunk.clear();
+  }
+  complete_markers();
+}
+
+void Dispatcher::complete_markers() {
+  for (auto& marker : markers_) marker->complete();
+  markers_.clear();
+}
+
+void Dispatcher::settle(std::size_t events) noexcept {
+  s_.in_memory.fetch_sub(static_cast<std::int64_t>(events), std::memory_order_relaxed);
+}
+
+void Dispatcher::report(log::Level level, std::string_view key, std::string_view msg,
+                        nlohmann::json fields, const ErrorInfo& info) {
+  log::write_limited(level, key, msg, fields);
+  if (!s_.options.on_error) return;
+  try {
+    s_.options.on_error(info);
+  } catch (const std::exception& e) {
+    log::write_limited(log::Level::error, "on_error.threw", "on_error callback threw",
+                       {{"err", e.what()}});
+  } catch (...) {
+    log::write_limited(log::Level::error, "on_error.threw", "on_error callback threw",
+                       {{"err", "unknown exception"}});
+  }
+}
+
+}  // namespace trackevent::detail

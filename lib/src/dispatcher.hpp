@@ -1,0 +1,83 @@
+#pragma once
+// Dispatcher: the Tracker's one background thread.
+
+#include "trackevent/log.hpp"
+#include "trackevent/sink.hpp"
+
+#include "backoff.hpp"
+#include "batcher.hpp"
+#include "tracker_state.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace trackevent::detail {
+
+/// Takes events off the queue, batches them (Batcher), writes batches to the sink, and decides
+/// what a failure means: retry with backoff, hold in the spool, or split the batch to isolate the
+/// bad rows. Between live batches it drains the spool. It never throws and never dies: each loop
+/// iteration is wrapped, and errors go to the log and to options.on_error.
+///
+/// Retry bound: a batch is retried while it fails transiently for at most kMaxAttempts writes and
+/// kMaxRetryTime; then it goes to the spool (so memory stays bounded) and the sink counts as
+/// failing: later batches go straight to the spool until the next probe, which is the next batch
+/// written after a backoff delay (retry) or kHoldProbe (hold).
+class Dispatcher {
+ public:
+  static constexpr unsigned kMaxAttempts = 3;
+  static constexpr std::chrono::seconds kMaxRetryTime{10};
+  static constexpr std::chrono::seconds kHoldProbe{30};
+  static constexpr std::chrono::seconds kSpoolLease{120};
+
+  explicit Dispatcher(std::shared_ptr<TrackerState> state);
+
+  /// The thread body: returns once shutdown has delivered or spooled everything.
+  void run() noexcept;
+
+ private:
+  /// What writing a batch (and splitting it on bad rows) achieved.
+  struct Outcome {
+    std::size_t stored = 0;
+    std::size_t duplicates = 0;
+    std::size_t dead_lettered = 0;
+    std::vector<std::span<const Event>> unsent;  // not written: the sink failed (retry/hold)
+    std::optional<Failure> failure;              // why the unsent parts were not written
+  };
+
+  bool step();  // one loop iteration; false when the thread should end
+  [[nodiscard]] Clock::duration idle_wait(bool stopping) const;
+  void send_pending();
+  void deliver(const std::shared_ptr<const std::vector<Event>>& batch);
+  WriteResult write_once(std::span<const Event> batch);
+  void write_isolating(std::span<const Event> batch, Outcome& out);
+  void dead_letter(const Event& event, const Failure& failure);
+  void drain_spool_once();
+  void sink_failed(const Failure& failure, std::size_t events);
+  void sink_succeeded();
+  void spool_events(std::span<const Event> events, std::string_view why);
+  void spool_everything_left();
+  void complete_markers();
+  void settle(std::size_t events) noexcept;
+  void report(log::Level level, std::string_view key, std::string_view msg, nlohmann::json fields,
+              const ErrorInfo& info);
+
+  std::shared_ptr<TrackerState> state_;
+  TrackerState& s_;
+  Batcher batcher_;
+  Backoff retry_backoff_;
+  std::vector<Event> pending_;
+  std::vector<QueueItem> popped_;
+  std::vector<std::shared_ptr<FlushMarker>> markers_;
+  bool flush_now_ = false;  // a flush marker is waiting on pending_
+  bool drain_due_ = false;  // a write just succeeded: try the spool next
+  bool failing_ = false;    // the sink failed; batches go to the spool until next_probe_
+  Clock::time_point next_probe_{};
+};
+
+}  // namespace trackevent::detail

@@ -1,0 +1,239 @@
+#include "trackevent/tracker.hpp"
+
+#include "trackevent/log.hpp"
+#include "trackevent/parse.hpp"
+#include "trackevent/uuid.hpp"
+
+#include "dispatcher.hpp"
+#include "tracker_state.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <exception>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace trackevent {
+namespace {
+
+using detail::Counters;
+using detail::QueueItem;
+using detail::TrackerState;
+using Push = detail::BoundedQueue<QueueItem>::Push;
+
+// Real time the destructor allows past shutdown_timeout for the dispatcher to spool what is left.
+constexpr auto kShutdownMargin = std::chrono::milliseconds{500};
+
+std::shared_ptr<Sink> open_sink(const TrackerOptions& options) {
+  if (options.sink) return options.sink;
+  try {
+    const DbTarget target = options.database_url.empty() ? resolve_database(std::nullopt)
+                                                         : parse_database_url(options.database_url);
+    std::shared_ptr<Sink> sink = make_sink(target, options.pg_timeouts);
+    if (!sink) {
+      log::error("no database sink available; events will be held in the spool",
+                 {{"db", redact_conninfo(target.conninfo)}});
+    }
+    return sink;
+  } catch (const std::exception& e) {
+    log::error("could not open the database; events will be held in the spool",
+               {{"err", e.what()}});
+  } catch (...) {
+    log::error("could not open the database; events will be held in the spool");
+  }
+  return nullptr;
+}
+
+// Used by a destructor that gave up waiting on a hung sink: spools the batch being written and
+// everything still queued, from the destructor's thread.
+void spool_leftovers(TrackerState& s) {
+  std::vector<Event> events;
+  if (auto in_flight = s.take_in_flight()) events = *in_flight;
+  std::vector<QueueItem> items;
+  while (s.queue.pop(items, s.queue.capacity(), std::chrono::nanoseconds::zero()) > 0) {
+  }
+  for (auto& item : items) {
+    if (item.is_control()) {
+      item.marker->complete();
+    } else {
+      events.push_back(std::move(item.event));
+    }
+  }
+  if (events.empty()) return;
+  std::string error;
+  if (s.spool.append(events, error)) {
+    Counters::add(s.counters.spooled, events.size());
+  } else {
+    Counters::add(s.counters.dropped, events.size());
+    log::write(log::Level::critical, "events lost: could not spool them at shutdown",
+               {{"events", events.size()}, {"err", error}});
+  }
+}
+
+}  // namespace
+
+class Tracker::Impl {
+ public:
+  explicit Impl(TrackerOptions options) {
+    auto sink = open_sink(options);
+    state_ = std::make_shared<TrackerState>(std::move(options), std::move(sink));
+    // The thread owns a reference too: if a hung sink outlives the destructor, so does the state.
+    thread_ = std::thread([state = state_] { detail::Dispatcher(state).run(); });
+  }
+
+  ~Impl() {
+    auto& s = *state_;
+    const auto timeout = std::max(s.options.shutdown_timeout, std::chrono::milliseconds::zero());
+    s.begin_shutdown(s.clock->now() + timeout);
+    if (s.wait_finished_until(std::chrono::steady_clock::now() + timeout + kShutdownMargin)) {
+      thread_.join();
+      return;
+    }
+    // The dispatcher is stuck in a sink write past its deadline. Do not wait on the sink: spool
+    // what it holds and leave the thread to finish (or not) on its own.
+    log::warn("database write still running at the shutdown deadline; spooling and moving on",
+              {{"shutdown_timeout_ms", timeout.count()}});
+    spool_leftovers(s);
+    thread_.detach();
+  }
+
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  bool enqueue(Event&& event) noexcept {
+    auto& s = *state_;
+    try {
+      Counters::add(s.counters.accepted);
+      QueueItem item{std::move(event), s.clock->now(), nullptr};
+      // Counted before the push: the dispatcher may settle the event before push returns.
+      s.in_memory.fetch_add(1, std::memory_order_relaxed);
+      const Push pushed = s.options.on_full == OverflowPolicy::block ? s.queue.push_wait(item)
+                                                                     : s.queue.try_push(item);
+      if (pushed == Push::ok) return true;
+      s.in_memory.fetch_sub(1, std::memory_order_relaxed);
+      return overflow(item.event, pushed);
+    } catch (const std::exception& e) {
+      Counters::add(s.counters.dropped);
+      log::write_limited(log::Level::error, "track.exception", "event lost: track() failed",
+                         {{"err", e.what()}});
+    } catch (...) {
+      Counters::add(s.counters.dropped);
+    }
+    return false;
+  }
+
+  void reject(const Event& event, std::string_view reason) noexcept {
+    Counters::add(state_->counters.rejected);
+    log::write_limited(log::Level::error, "track.rejected", "rejected event",
+                       {{"source", "track"},
+                        {"event_name", event.event_name},
+                        {"org_id", event.org_id},
+                        {"err", reason}});
+  }
+
+  FlushResult flush(std::chrono::milliseconds timeout) noexcept {
+    auto& s = *state_;
+    try {
+      if (s.in_memory.load() <= 0) return {true, 0};
+      auto marker = std::make_shared<detail::FlushMarker>();
+      QueueItem item;
+      item.marker = marker;
+      if (s.queue.push_control(std::move(item)) &&
+          marker->wait_for(std::max(timeout, std::chrono::milliseconds::zero()))) {
+        return {true, 0};
+      }
+    } catch (...) {
+    }
+    return {false, static_cast<std::uint64_t>(std::max<std::int64_t>(s.in_memory.load(), 0))};
+  }
+
+  [[nodiscard]] Stats stats() const noexcept { return state_->counters.snapshot(); }
+  [[nodiscard]] const Limits& limits() const noexcept { return state_->options.limits; }
+
+ private:
+  // The queue is full (or shut): drop, or spool on this thread, as the policy says.
+  bool overflow(const Event& event, Push pushed) {
+    auto& s = *state_;
+    if (pushed == Push::full && s.options.on_full == OverflowPolicy::drop) {
+      Counters::add(s.counters.dropped);
+      log::write_limited(log::Level::error, "track.dropped", "event dropped: queue full",
+                         {{"event_name", event.event_name},
+                          {"org_id", event.org_id},
+                          {"queue_capacity", s.queue.capacity()}});
+      return false;
+    }
+    std::string error;
+    if (s.spool.append(std::span<const Event>(&event, 1), error)) {
+      Counters::add(s.counters.spooled);
+      return true;
+    }
+    Counters::add(s.counters.dropped);
+    log::write_limited(
+        log::Level::critical, "track.spool_failed", "event lost: queue full and the spool failed",
+        {{"event_name", event.event_name}, {"org_id", event.org_id}, {"err", error}});
+    return false;
+  }
+
+  std::shared_ptr<TrackerState> state_;
+  std::thread thread_;
+};
+
+Tracker::Tracker(TrackerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Tracker::~Tracker() = default;
+
+void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
+                    std::string_view event_name, const nlohmann::json& metadata) noexcept {
+  Event event;
+  try {
+    event.org_id = org_id;
+    event.user_id = user_id;
+    event.event_name = event_name;
+    if (!metadata.is_object()) {
+      impl_->reject(event, "metadata: expected a JSON object");
+      return;
+    }
+    // Serialised here, on the caller's thread, so the queue holds no DOM and the caller may
+    // change its json afterwards. Strict: invalid UTF-8 is the caller's bug, not ours to mangle.
+    event.metadata = metadata.dump();
+    if (std::string reason = validate_event(event, impl_->limits()); !reason.empty()) {
+      impl_->reject(event, reason);
+      return;
+    }
+    event.occurred_at_us = now_unix_us();
+    event.event_id = make_uuid_v7(event.occurred_at_us / 1000);
+  } catch (const std::exception& e) {
+    impl_->reject(event, std::string("metadata: ") + e.what());
+    return;
+  } catch (...) {
+    impl_->reject(event, "unknown error");
+    return;
+  }
+  impl_->enqueue(std::move(event));
+}
+
+void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
+                    std::string_view event_name) noexcept {
+  try {
+    track(org_id, user_id, event_name, nlohmann::json::object());
+  } catch (...) {
+    // Only allocating the empty object can throw here; count it like any failed track().
+    Event event;
+    impl_->reject(event, "out of memory");
+  }
+}
+
+bool Tracker::track(Event event) noexcept { return impl_->enqueue(std::move(event)); }
+
+FlushResult Tracker::flush(std::chrono::milliseconds timeout) noexcept {
+  return impl_->flush(timeout);
+}
+
+Stats Tracker::stats() const noexcept { return impl_->stats(); }
+
+}  // namespace trackevent

@@ -1,0 +1,153 @@
+#pragma once
+// TrackerState: what track() callers, flush() and the dispatcher thread share.
+
+#include "trackevent/clock.hpp"
+#include "trackevent/event.hpp"
+#include "trackevent/options.hpp"
+#include "trackevent/sink.hpp"
+#include "trackevent/stats.hpp"
+
+#include "queue.hpp"
+#include "spool_access.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+namespace trackevent::detail {
+
+/// A flush() waiting for everything queued before it. Completed by the dispatcher once those
+/// events are delivered or spooled; abandoned (never completed) when flush() times out.
+class FlushMarker {
+ public:
+  void complete() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_all();
+  }
+  bool wait_for(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return done_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+};
+
+/// One queue slot: an event, or a flush marker (a control item that FIFO order puts after the
+/// events queued before it).
+struct QueueItem {
+  Event event;
+  Clock::time_point queued_at{};
+  std::shared_ptr<FlushMarker> marker;
+  [[nodiscard]] bool is_control() const noexcept { return marker != nullptr; }
+};
+
+/// Stats as relaxed atomics: cheap to bump from any thread, a snapshot is good enough to read.
+struct Counters {
+  std::atomic<std::uint64_t> accepted{0}, stored{0}, duplicates{0}, rejected{0}, rejected_by_db{0},
+      dropped{0}, spooled{0}, unspooled{0}, retries{0};
+
+  static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
+    counter.fetch_add(n, std::memory_order_relaxed);
+  }
+  [[nodiscard]] Stats snapshot() const noexcept {
+    const auto get = [](const std::atomic<std::uint64_t>& c) {
+      return c.load(std::memory_order_relaxed);
+    };
+    return Stats{get(accepted), get(stored),  get(duplicates), get(rejected), get(rejected_by_db),
+                 get(dropped),  get(spooled), get(unspooled),  get(retries)};
+  }
+};
+
+/// Shared by the Tracker and its dispatcher thread through a shared_ptr, so a dispatcher stuck in
+/// a hung sink can be left behind at shutdown without anything it uses being freed.
+struct TrackerState {
+  TrackerState(TrackerOptions opts, std::shared_ptr<Sink> chosen_sink)
+      : options(std::move(opts)),
+        clock(options.clock ? options.clock : std::make_shared<SteadyClock>()),
+        sink(std::move(chosen_sink)),
+        queue(options.queue_capacity),
+        spool(options.spool_dir) {}
+
+  const TrackerOptions options;
+  const std::shared_ptr<Clock> clock;
+  const std::shared_ptr<Sink> sink;  // null: no usable database; everything is held in the spool
+  BoundedQueue<QueueItem> queue;
+  SpoolAccess spool;
+  Counters counters;
+  /// Events accepted into the queue and not yet stored, dead-lettered, spooled or dropped.
+  std::atomic<std::int64_t> in_memory{0};
+
+  /// Starts shutdown: no more pushes; deliver until `deadline` (Clock time), then spool.
+  void begin_shutdown(Clock::time_point deadline) {
+    {
+      std::lock_guard lock(stop_mutex);
+      shutdown_deadline = deadline;
+      stopping = true;
+    }
+    queue.close();
+    stop_cv.notify_all();
+  }
+  [[nodiscard]] bool is_stopping() {
+    std::lock_guard lock(stop_mutex);
+    return stopping;
+  }
+  [[nodiscard]] bool past_deadline() {
+    std::lock_guard lock(stop_mutex);
+    return stopping && clock->now() >= shutdown_deadline;
+  }
+
+  /// Sleeps `d` of real time, or less: it returns when shutdown starts, and while shutting down
+  /// it never sleeps past the shutdown deadline.
+  void pause(Clock::duration d) {
+    std::unique_lock lock(stop_mutex);
+    if (stopping) d = std::min(d, shutdown_deadline - clock->now());
+    if (d <= Clock::duration::zero()) return;
+    const bool was_stopping = stopping;
+    stop_cv.wait_for(lock, d, [&] { return stopping != was_stopping; });
+  }
+
+  /// The batch the dispatcher is writing right now, so a destructor that gives up on a hung sink
+  /// can still spool it (delivery is idempotent on event_id, so a late success is harmless).
+  void set_in_flight(std::shared_ptr<const std::vector<Event>> batch) {
+    std::lock_guard lock(stop_mutex);
+    in_flight = std::move(batch);
+  }
+  std::shared_ptr<const std::vector<Event>> take_in_flight() {
+    std::lock_guard lock(stop_mutex);
+    return std::exchange(in_flight, nullptr);
+  }
+
+  /// Set by the dispatcher as its last act; the destructor waits on it with a deadline.
+  void mark_finished() {
+    {
+      std::lock_guard lock(stop_mutex);
+      finished = true;
+    }
+    stop_cv.notify_all();
+  }
+  bool wait_finished_until(std::chrono::steady_clock::time_point until) {
+    std::unique_lock lock(stop_mutex);
+    return stop_cv.wait_until(lock, until, [&] { return finished; });
+  }
+
+ private:
+  std::mutex stop_mutex;
+  std::condition_variable stop_cv;
+  bool stopping = false;
+  bool finished = false;
+  Clock::time_point shutdown_deadline{};
+  std::shared_ptr<const std::vector<Event>> in_flight;
+};
+
+}  // namespace trackevent::detail

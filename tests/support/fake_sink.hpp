@@ -1,0 +1,118 @@
+#pragma once
+// FakeSink: a scriptable Sink for Tracker tests. It records what it stores, can fail the next N
+// writes, can hold writers at a gate until released, and rejects batches holding given ids.
+
+#include "trackevent/sink.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace trackevent::test {
+
+class FakeSink final : public Sink {
+ public:
+  WriteResult write(std::span<const Event> batch) noexcept override {
+    std::unique_lock lock(mutex_);
+    ++entered_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return gate_open_; });
+    WriteResult result;
+    if (!failures_.empty()) {
+      result.failure = failures_.front();
+      failures_.pop_front();
+    } else {
+      for (const auto& e : batch) {
+        if (bad_ids_.contains(e.event_id)) {
+          result.failure = Failure{Disposition::reject, "22P02", "invalid input syntax"};
+          break;
+        }
+      }
+    }
+    if (!result.failure) {
+      for (const auto& e : batch) {
+        if (stored_ids_.insert(e.event_id).second) {
+          ++result.stored;
+          stored_.push_back(e);
+        } else {
+          ++result.duplicates;
+        }
+      }
+      batch_sizes_.push_back(batch.size());
+    }
+    ++completed_;
+    cv_.notify_all();
+    return result;
+  }
+  [[nodiscard]] std::string describe() const override { return "fake"; }
+
+  /// The next `n` writes fail with `failure`, whatever the batch holds.
+  void fail_next(std::size_t n, const Failure& failure) {
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < n; ++i) failures_.push_back(failure);
+  }
+  /// Any batch holding `id` is refused as bad data (Disposition::reject).
+  void reject_id(const Uuid& id) {
+    std::lock_guard lock(mutex_);
+    bad_ids_.insert(id);
+  }
+  /// Writers wait inside write() until open_gate().
+  void close_gate() {
+    std::lock_guard lock(mutex_);
+    gate_open_ = false;
+  }
+  void open_gate() {
+    {
+      std::lock_guard lock(mutex_);
+      gate_open_ = true;
+    }
+    cv_.notify_all();
+  }
+  /// Waits until `n` writes have started (a writer may be held at the gate).
+  bool wait_entered(std::size_t n, std::chrono::seconds timeout = std::chrono::seconds{30}) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return entered_ >= n; });
+  }
+  /// Waits until `n` writes have returned.
+  bool wait_completed(std::size_t n, std::chrono::seconds timeout = std::chrono::seconds{30}) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return completed_ >= n; });
+  }
+
+  [[nodiscard]] std::vector<Event> stored() const {
+    std::lock_guard lock(mutex_);
+    return stored_;
+  }
+  [[nodiscard]] std::size_t stored_count() const {
+    std::lock_guard lock(mutex_);
+    return stored_.size();
+  }
+  [[nodiscard]] std::vector<std::size_t> batch_sizes() const {
+    std::lock_guard lock(mutex_);
+    return batch_sizes_;
+  }
+  [[nodiscard]] std::size_t writes() const {
+    std::lock_guard lock(mutex_);
+    return completed_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  bool gate_open_ = true;
+  std::size_t entered_ = 0;
+  std::size_t completed_ = 0;
+  std::deque<Failure> failures_;
+  std::set<Uuid> bad_ids_;
+  std::set<Uuid> stored_ids_;
+  std::vector<Event> stored_;
+  std::vector<std::size_t> batch_sizes_;
+};
+
+}  // namespace trackevent::test

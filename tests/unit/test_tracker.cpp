@@ -1,0 +1,405 @@
+#include "trackevent/log.hpp"
+#include "trackevent/tracker.hpp"
+
+#include "spool.hpp"
+#include "support/fake_clock.hpp"
+#include "support/fake_sink.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace trackevent {
+namespace {
+
+using namespace std::chrono_literals;
+using test::FakeSink;
+
+Event make_event(std::uint32_t n) {
+  Event e;
+  e.event_id.bytes[0] = 0x01;
+  e.event_id.bytes[6] = 0x70;
+  e.event_id.bytes[12] = static_cast<std::uint8_t>(n >> 24);
+  e.event_id.bytes[13] = static_cast<std::uint8_t>(n >> 16);
+  e.event_id.bytes[14] = static_cast<std::uint8_t>(n >> 8);
+  e.event_id.bytes[15] = static_cast<std::uint8_t>(n);
+  e.org_id = 1;
+  e.user_id = 2;
+  e.event_name = "test.event";
+  e.occurred_at_us = 1'700'000'000'000'000;
+  return e;
+}
+
+// Polls a condition the dispatcher reaches on its own (no event to wait on from outside).
+template <class F>
+bool eventually(F condition, std::chrono::seconds limit = 30s) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+class TrackerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/trackevent-tracker-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);  // mode 0700, as the spool requires
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    sink_->open_gate();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  TrackerOptions options() {
+    TrackerOptions o;
+    o.sink = sink_;
+    o.spool_dir = dir_;
+    o.flush_interval = 1h;  // tests send by size or by flush(), never by waiting
+    o.shutdown_timeout = 5s;
+    o.jitter = [] { return 0.0; };
+    return o;
+  }
+
+  std::int64_t spool_count() { return detail::Spool::open(dir_)->count(); }
+
+  std::shared_ptr<FakeSink> sink_ = std::make_shared<FakeSink>();
+  std::filesystem::path dir_;
+};
+
+TEST_F(TrackerTest, DeliversTrackedEvents) {
+  Tracker tracker(options());
+  for (int i = 0; i < 100; ++i) tracker.track(7, 9, "user.signed_in", {{"n", i}});
+  tracker.track(7, std::nullopt, "backup.completed");
+  const auto result = tracker.flush(30s);
+  EXPECT_TRUE(result.complete);
+  EXPECT_EQ(result.remaining, 0u);
+  const auto stats = tracker.stats();
+  EXPECT_EQ(stats.accepted, 101u);
+  EXPECT_EQ(stats.stored, 101u);
+  const auto stored = sink_->stored();
+  ASSERT_EQ(stored.size(), 101u);
+  EXPECT_EQ(stored[0].org_id, 7);
+  EXPECT_EQ(stored[0].user_id, 9);
+  EXPECT_EQ(stored[0].metadata, R"({"n":0})");
+  EXPECT_EQ(stored[100].metadata, "{}");
+  EXPECT_FALSE(stored[100].user_id.has_value());
+  EXPECT_GT(stored[0].occurred_at_us, 0);
+  std::set<Uuid> ids;
+  for (const auto& e : stored) ids.insert(e.event_id);
+  EXPECT_EQ(ids.size(), 101u);
+}
+
+TEST_F(TrackerTest, SendsFullBatchesWithoutWaitingForTheInterval) {
+  auto o = options();
+  o.batch_size = 10;
+  Tracker tracker(o);
+  for (std::uint32_t i = 0; i < 25; ++i) tracker.track(make_event(i));
+  ASSERT_TRUE(sink_->wait_completed(2));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  EXPECT_EQ(sink_->batch_sizes(), (std::vector<std::size_t>{10, 10, 5}));
+}
+
+TEST_F(TrackerTest, SendsAPartialBatchOnceTheIntervalPasses) {
+  auto o = options();
+  o.flush_interval = 1ms;
+  Tracker tracker(o);
+  tracker.track(make_event(1));
+  ASSERT_TRUE(sink_->wait_completed(1));
+  EXPECT_EQ(tracker.stats().stored, 1u);
+}
+
+TEST_F(TrackerTest, FlushIsBoundedWhileTheSinkIsBlocked) {
+  sink_->close_gate();
+  Tracker tracker(options());
+  tracker.track(make_event(1));
+  tracker.track(make_event(2));
+  const auto started = std::chrono::steady_clock::now();
+  const auto result = tracker.flush(100ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
+  EXPECT_FALSE(result.complete);
+  EXPECT_EQ(result.remaining, 2u);
+  sink_->open_gate();
+  EXPECT_TRUE(tracker.flush(30s).complete);
+  EXPECT_EQ(tracker.stats().stored, 2u);
+}
+
+TEST_F(TrackerTest, DropPolicyCountsExactlyWhatDidNotFit) {
+  sink_->close_gate();
+  auto o = options();
+  o.queue_capacity = 8;
+  o.batch_size = 1;
+  o.on_full = OverflowPolicy::drop;
+  Tracker tracker(o);
+  tracker.track(make_event(0));
+  ASSERT_TRUE(sink_->wait_entered(1));  // the dispatcher holds event 0 at the gate
+  for (std::uint32_t i = 1; i <= 8; ++i) EXPECT_TRUE(tracker.track(make_event(i)));
+  for (std::uint32_t i = 9; i < 14; ++i) EXPECT_FALSE(tracker.track(make_event(i)));
+  EXPECT_EQ(tracker.stats().dropped, 5u);
+  sink_->open_gate();
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  const auto stats = tracker.stats();
+  EXPECT_EQ(stats.stored, 9u);
+  EXPECT_EQ(stats.dropped, 5u);
+  EXPECT_EQ(stats.accepted, 14u);
+}
+
+TEST_F(TrackerTest, BlockPolicyWaitsForRoom) {
+  sink_->close_gate();
+  auto o = options();
+  o.queue_capacity = 2;
+  o.batch_size = 1;
+  o.on_full = OverflowPolicy::block;
+  Tracker tracker(o);
+  tracker.track(make_event(0));
+  ASSERT_TRUE(sink_->wait_entered(1));
+  tracker.track(make_event(1));
+  tracker.track(make_event(2));
+  std::atomic<bool> returned{false};
+  std::thread producer([&] {
+    EXPECT_TRUE(tracker.track(make_event(3)));
+    returned = true;
+  });
+  EXPECT_FALSE(returned.load());  // the queue is full and the consumer is held
+  sink_->open_gate();
+  producer.join();
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  const auto stats = tracker.stats();
+  EXPECT_EQ(stats.stored, 4u);
+  EXPECT_EQ(stats.dropped, 0u);
+  EXPECT_EQ(stats.spooled, 0u);
+}
+
+TEST_F(TrackerTest, SpoolPolicySpoolsWhatDidNotFit) {
+  sink_->close_gate();
+  auto o = options();
+  o.queue_capacity = 2;
+  o.batch_size = 1;
+  o.drain_spool = false;
+  Tracker tracker(o);
+  tracker.track(make_event(0));
+  ASSERT_TRUE(sink_->wait_entered(1));
+  for (std::uint32_t i = 1; i <= 5; ++i) EXPECT_TRUE(tracker.track(make_event(i)));
+  EXPECT_EQ(tracker.stats().spooled, 3u);
+  EXPECT_EQ(spool_count(), 3);
+  sink_->open_gate();
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  EXPECT_EQ(tracker.stats().stored, 3u);
+}
+
+TEST_F(TrackerTest, BadRowsAreIsolatedAndDeadLettered) {
+  auto o = options();
+  o.batch_size = 20;
+  Tracker tracker(o);
+  sink_->reject_id(make_event(3).event_id);
+  sink_->reject_id(make_event(17).event_id);
+  for (std::uint32_t i = 0; i < 20; ++i) tracker.track(make_event(i));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+
+  const auto stats = tracker.stats();
+  EXPECT_EQ(stats.stored, 18u);
+  EXPECT_EQ(stats.rejected_by_db, 2u);
+  std::set<Uuid> stored;
+  for (const auto& e : sink_->stored()) stored.insert(e.event_id);
+  std::set<Uuid> expected;
+  for (std::uint32_t i = 0; i < 20; ++i) {
+    if (i != 3 && i != 17) expected.insert(make_event(i).event_id);
+  }
+  EXPECT_EQ(stored, expected);
+
+  std::ifstream dead(dir_ / "dead-letter.jsonl");
+  std::set<std::string> dead_ids;
+  for (std::string line; std::getline(dead, line);) {
+    const auto doc = nlohmann::json::parse(line);
+    dead_ids.insert(doc.at("event_id").get<std::string>());
+    EXPECT_EQ(doc.at("sqlstate"), "22P02");
+  }
+  EXPECT_EQ(dead_ids, (std::set<std::string>{make_event(3).event_id.to_string(),
+                                             make_event(17).event_id.to_string()}));
+}
+
+TEST_F(TrackerTest, TransientFailuresAreRetriedAndCounted) {
+  sink_->fail_next(2, Failure{Disposition::retry, "08006", "connection lost"});
+  Tracker tracker(options());
+  for (std::uint32_t i = 0; i < 5; ++i) tracker.track(make_event(i));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  const auto stats = tracker.stats();
+  EXPECT_EQ(stats.retries, 2u);
+  EXPECT_EQ(stats.stored, 5u);
+  EXPECT_EQ(stats.spooled, 0u);
+  EXPECT_EQ(sink_->writes(), 3u);
+}
+
+TEST_F(TrackerTest, PersistentFailureSpoolsTheBatchAndLaterDrainsIt) {
+  sink_->fail_next(3, Failure{Disposition::retry, "08006", "connection lost"});
+  auto clock = std::make_shared<test::FakeClock>();
+  auto o = options();
+  o.clock = clock;
+  // Retries come at once; the probe after giving up is scheduled a (fake) while later.
+  auto draws = std::make_shared<std::atomic<int>>(0);
+  o.jitter = [draws] { return ++*draws <= 2 ? 0.0 : 0.99; };
+  Tracker tracker(o);
+  for (std::uint32_t i = 0; i < 4; ++i) tracker.track(make_event(i));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  EXPECT_EQ(tracker.stats().spooled, 4u);
+  EXPECT_EQ(tracker.stats().retries, 2u);  // the third failure gave up instead of retrying
+
+  // Until the next probe is due, new batches go straight to the spool.
+  tracker.track(make_event(10));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  EXPECT_EQ(tracker.stats().spooled, 5u);
+
+  clock->advance(1min);
+  tracker.track(make_event(11));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  ASSERT_TRUE(eventually([&] { return tracker.stats().unspooled == 5; }));
+  EXPECT_EQ(tracker.stats().stored, 6u);
+  EXPECT_EQ(sink_->stored_count(), 6u);
+  EXPECT_EQ(spool_count(), 0);
+}
+
+TEST_F(TrackerTest, HoldSpoolsAtOnce) {
+  sink_->fail_next(1, Failure{Disposition::hold, "42501", "permission denied"});
+  std::atomic<int> errors{0};
+  auto o = options();
+  o.on_error = [&](const ErrorInfo& info) {
+    EXPECT_EQ(info.sqlstate, "42501");
+    ++errors;
+  };
+  Tracker tracker(o);
+  tracker.track(make_event(1));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  EXPECT_EQ(tracker.stats().spooled, 1u);
+  EXPECT_EQ(tracker.stats().retries, 0u);
+  EXPECT_EQ(errors.load(), 1);
+  EXPECT_EQ(spool_count(), 1);
+}
+
+TEST_F(TrackerTest, InvalidInputIsRejectedNotQueued) {
+  Tracker tracker(options());
+  tracker.track(0, 1, "user.signed_in");                                  // org_id < 1
+  tracker.track(1, 1, "Not A Name");                                      // bad name
+  tracker.track(1, 1, "user.signed_in", nlohmann::json::array());         // metadata not an object
+  tracker.track(1, 1, "user.signed_in", {{"bad", std::string("\xff")}});  // invalid UTF-8
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  const auto stats = tracker.stats();
+  EXPECT_EQ(stats.rejected, 4u);
+  EXPECT_EQ(stats.accepted, 0u);
+  EXPECT_EQ(sink_->stored_count(), 0u);
+}
+
+TEST_F(TrackerTest, DestructorIsBoundedWithAHungSinkAndSpoolsTheRest) {
+  sink_->close_gate();
+  auto o = options();
+  o.shutdown_timeout = 200ms;
+  o.batch_size = 3;
+  auto tracker = std::make_unique<Tracker>(o);
+  for (std::uint32_t i = 0; i < 3; ++i) tracker->track(make_event(i));
+  ASSERT_TRUE(sink_->wait_entered(1));  // this write never returns while the test runs
+  tracker->track(make_event(3));
+  tracker->track(make_event(4));
+  const auto started = std::chrono::steady_clock::now();
+  tracker.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_EQ(spool_count(), 5);  // the batch stuck in the sink and the two queued events
+  sink_->open_gate();
+  ASSERT_TRUE(sink_->wait_completed(1));
+}
+
+TEST_F(TrackerTest, DestructorDeliversWhatIsQueued) {
+  {
+    Tracker tracker(options());
+    for (std::uint32_t i = 0; i < 50; ++i) tracker.track(make_event(i));
+  }
+  EXPECT_EQ(sink_->stored_count(), 50u);
+}
+
+TEST_F(TrackerTest, DestructorWithZeroTimeoutSpoolsAtOnce) {
+  sink_->close_gate();
+  auto o = options();
+  o.shutdown_timeout = 0ms;
+  o.batch_size = 1;
+  {
+    Tracker tracker(o);
+    tracker.track(make_event(0));
+    ASSERT_TRUE(sink_->wait_entered(1));
+    for (std::uint32_t i = 1; i < 10; ++i) tracker.track(make_event(i));
+  }
+  EXPECT_EQ(spool_count(), 10);
+  sink_->open_gate();
+  ASSERT_TRUE(sink_->wait_completed(1));
+}
+
+TEST_F(TrackerTest, ThrowingErrorCallbackDoesNotKillTheWorker) {
+  auto o = options();
+  o.batch_size = 1;
+  std::atomic<int> calls{0};
+  o.on_error = [&](const ErrorInfo&) {
+    ++calls;
+    throw std::runtime_error("callback bug");
+  };
+  sink_->reject_id(make_event(0).event_id);
+  Tracker tracker(o);
+  tracker.track(make_event(0));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  EXPECT_EQ(calls.load(), 1);
+  for (std::uint32_t i = 1; i <= 3; ++i) tracker.track(make_event(i));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  EXPECT_EQ(tracker.stats().stored, 3u);
+  EXPECT_EQ(tracker.stats().rejected_by_db, 1u);
+}
+
+TEST_F(TrackerTest, NoSinkHoldsEverythingInTheSpool) {
+  auto o = options();
+  o.sink = nullptr;
+  o.database_url = "not-a-database://";
+  Tracker tracker(o);
+  tracker.track(make_event(1));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  EXPECT_EQ(tracker.stats().spooled, 1u);
+  EXPECT_EQ(spool_count(), 1);
+}
+
+TEST_F(TrackerTest, FourProducersAllAccountedFor) {
+  auto o = options();
+  o.queue_capacity = 1024;
+  o.batch_size = 500;
+  o.flush_interval = 5ms;
+  o.drain_spool = false;  // so stored counts only live deliveries
+  Tracker tracker(o);
+  constexpr std::uint32_t kPerThread = 10000;
+  std::vector<std::thread> producers;
+  for (std::uint32_t t = 0; t < 4; ++t) {
+    producers.emplace_back([&, t] {
+      for (std::uint32_t i = 0; i < kPerThread; ++i) tracker.track(make_event(t * kPerThread + i));
+    });
+  }
+  for (auto& p : producers) p.join();
+  ASSERT_TRUE(tracker.flush(60s).complete);
+  const auto stats = tracker.stats();
+  EXPECT_EQ(stats.accepted, 4 * kPerThread);
+  EXPECT_EQ(stats.stored + stats.spooled, 4 * kPerThread);
+  EXPECT_EQ(stats.dropped, 0u);
+  EXPECT_EQ(sink_->stored_count(), stats.stored);
+  if (stats.spooled > 0) {
+    EXPECT_EQ(spool_count(), static_cast<std::int64_t>(stats.spooled));
+  }
+}
+
+}  // namespace
+}  // namespace trackevent
