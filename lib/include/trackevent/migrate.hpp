@@ -29,6 +29,9 @@ struct MigrationStatus {
 struct MigrateOptions {
   bool dry_run = false;  ///< report what would be applied, change nothing
   PgTimeouts timeouts;
+  /// PostgreSQL: the longest wait for a lock (the migration advisory lock while another migrator
+  /// runs, or a table lock a migration needs) before giving up with a MigrateError.
+  int lock_timeout_ms = 60000;
 };
 
 struct MigrateReport {
