@@ -223,7 +223,8 @@ class PgSink final : public Sink {
       : conninfo_(std::move(conninfo)),
         described_(redact_conninfo(conninfo_)),
         timeouts_(normalized(timeouts)),
-        password_(password_of(conninfo_)) {}
+        password_(password_of(conninfo_)),
+        conninfo_valid_(conninfo_is_valid(conninfo_)) {}
 
   ~PgSink() override { disconnect(); }
   PgSink(const PgSink&) = delete;
@@ -254,6 +255,18 @@ class PgSink final : public Sink {
     if (t.tcp_user_timeout_ms < 0) t.tcp_user_timeout_ms = PgTimeouts{}.tcp_user_timeout_ms;
     if (t.keepalives_idle_s <= 0) t.keepalives_idle_s = PgTimeouts{}.keepalives_idle_s;
     return t;
+  }
+
+  /// libpq expands dbname only when it holds '=' or a URL prefix; a plain name is always fine.
+  static bool conninfo_is_valid(const std::string& conninfo) {
+    const bool expands = conninfo.find('=') != std::string::npos ||
+                         conninfo.starts_with("postgresql://") ||
+                         conninfo.starts_with("postgres://");
+    if (!expands) return true;
+    PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), nullptr);
+    if (opts == nullptr) return false;
+    PQconninfoFree(opts);
+    return true;
   }
 
   static std::string password_of(const std::string& conninfo) {
@@ -624,6 +637,12 @@ class PgSink final : public Sink {
     const std::string data = std::move(enc).finish();
     const std::size_t in_batch_dups = batch.size() - sent;
 
+    if (!conninfo_valid_) {
+      // Not a SQLSTATE case: the configuration is wrong and only an operator can fix it. libpq's
+      // parse error may quote the whole string, password included, so it is not passed on.
+      return failure(Disposition::hold, "",
+                     "invalid PostgreSQL connection string '" + described_ + "'");
+    }
     if (auto f = ensure_connected()) return *f;
 
     if (conflict_mode_left_ == 0) {
@@ -657,6 +676,7 @@ class PgSink final : public Sink {
   PgTimeouts timeouts_;
   std::string password_;
   PGconn* conn_ = nullptr;
+  bool conninfo_valid_ = true;
   int conflict_mode_left_ = 0;
 };
 

@@ -572,6 +572,14 @@ TEST(PgSinkDescribe, RedactsPassword) {
   EXPECT_EQ(kv->describe(), "host=h password=*** dbname=x");
 }
 
+TEST(PgSinkConninfo, MalformedHoldsWithoutLeakingPassword) {
+  auto s = trackevent::make_postgres_sink("postgresql://u:hunter2pw@[::1/db");
+  const WriteResult r = s->write(make_batch(17, 0, 1));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->disposition, Disposition::hold) << describe(r);
+  EXPECT_EQ(r.failure->message.find("hunter2pw"), std::string::npos) << r.failure->message;
+}
+
 TEST(MakeSink, PostgresTargetGivesPostgresSink) {
   const trackevent::DbTarget t{trackevent::DbTarget::Kind::postgres, "postgresql://u:pw@h/db"};
   auto s = trackevent::make_sink(t);
