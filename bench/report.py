@@ -72,11 +72,13 @@ def verdict(ok):
 def summarise_methods(rows):
     """method -> dict(events, seconds (median of ok runs), rss_kb (max), runs, failures)."""
     out = {}
-    for method, n, _run, secs, rss, status in rows:
-        m = out.setdefault(method, {"events": int(n), "secs": [], "rss": [], "fail": []})
+    for method, n, _run, secs, rss, status, *rest in rows:
+        m = out.setdefault(method, {"events": int(n), "secs": [], "rss": [], "cpu": [], "fail": []})
         if status == "ok":
             m["secs"].append(float(secs))
             m["rss"].append(int(rss or 0))
+            if rest and rest[0]:
+                m["cpu"].append(float(rest[0]))
         else:
             m["fail"].append(status)
     return out
@@ -137,10 +139,11 @@ def report(work):
     w(f"## Bulk load: {fmt_int(int(env.get('events', '0')))} events, {runs_text}")
     w("")
     w("TRUNCATE + CHECKPOINT before every run; `count(*)` checked after every run. Peak RSS is")
-    w("the largest of the runs, of the trackevent or psql process (for the jq pipeline: psql).")
+    w("the largest of the runs, of the trackevent or psql process (for the jq pipeline: psql);")
+    w("client CPU is that process's user + system time (the server's work is not in it).")
     w("")
-    w("| method | events | seconds (median) | events/s | vs psql \\copy | peak RSS MiB |")
-    w("|---|---:|---:|---:|---:|---:|")
+    w("| method | events | seconds (median) | events/s | vs psql \\copy | peak RSS MiB | client CPU s |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
     anchor = methods.get("psql_copy")
     anchor_eps = None
     if anchor and anchor["secs"] and not anchor["fail"]:
@@ -152,16 +155,17 @@ def report(work):
             continue
         if m["fail"] or not m["secs"]:
             reason = m["fail"][0] if m["fail"] else "no run"
-            w(f"| {label} | {fmt_int(m['events'])} | FAILED | — | — | — |")
+            w(f"| {label} | {fmt_int(m['events'])} | FAILED | — | — | — | — |")
             notes.append(f"{key}: {len(m['fail'])} failed run(s): {reason}")
             continue
         secs = statistics.median(m["secs"])
         eps = m["events"] / secs
         eps_of[key] = eps
         ratio = f"{eps / anchor_eps:.2f}×" if anchor_eps else "—"
+        cpu = f"{statistics.median(m['cpu']):.2f}" if m["cpu"] else "—"
         w(
             f"| {label} | {fmt_int(m['events'])} | {secs:.2f} | {fmt_int(eps)} | {ratio} |"
-            f" {mib(max(m['rss'])):.1f} |"
+            f" {mib(max(m['rss'])):.1f} | {cpu} |"
         )
     w("")
     if "psql_insert" in eps_of:
@@ -171,7 +175,7 @@ def report(work):
     # --- RSS vs size --------------------------------------------------------------------------
     rss_rows = read_tsv(os.path.join(work, "methods.tsv"))
     sizes = {}
-    for method, n, _run, secs, rss, status in rss_rows:
+    for method, n, _run, secs, rss, status, *_ in rss_rows:
         if method not in ("rss_trackevent_ingest", "trackevent_ingest"):
             continue
         s = sizes.setdefault(int(n), {"rss": [], "secs": [], "fail": []})
@@ -202,20 +206,24 @@ def report(work):
         w("")
         w("Wall time of a whole invocation (process start, connect, insert, exit), after 2 warm-ups.")
         w("")
-        w("| command | invocations | median ms | min ms | max ms | ratio to psql |")
-        w("|---|---:|---:|---:|---:|---:|")
-        for name, times, status in send:
+        w("Client CPU is the user + system time of the trackevent or psql process (median).")
+        w("")
+        w("| command | invocations | median ms | min ms | max ms | ratio to psql | client CPU ms |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        for name, times, status, *_ in send:
             vals = [float(t) for t in times.split()]
             if status == "ok" and vals:
                 send_med[name] = statistics.median(vals)
-        for name, times, status in send:
+        for name, times, status, *rest in send:
+            cpu_vals = [float(t) for t in rest[0].split()] if rest and rest[0].strip() else []
+            cpu = f"{statistics.median(cpu_vals):.0f}" if cpu_vals else "—"
             vals = [float(t) for t in times.split()]
             label = {
                 "trackevent_send": "`trackevent send '{…}'`",
                 "psql_insert_one": "`psql -c \"INSERT … gen_random_uuid() …\"`",
             }.get(name, name)
             if status != "ok" or not vals:
-                w(f"| {label} | {len(vals)} | FAILED ({status}) | — | — | — |")
+                w(f"| {label} | {len(vals)} | FAILED ({status}) | — | — | — | — |")
                 notes.append(f"{name}: {status}")
                 continue
             ratio = ""
@@ -223,7 +231,7 @@ def report(work):
                 ratio = f"{send_med[name] / send_med['psql_insert_one']:.2f}×"
             w(
                 f"| {label} | {len(vals)} | {statistics.median(vals):.2f} | {min(vals):.2f} |"
-                f" {max(vals):.2f} | {ratio} |"
+                f" {max(vals):.2f} | {ratio} | {cpu} |"
             )
         w("")
 

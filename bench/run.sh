@@ -184,6 +184,10 @@ reset_table() { "${PSQL[@]}" -c "TRUNCATE analytics_events" -c "CHECKPOINT" >/de
 row_count() { "${PSQL[@]}" -At -c "SELECT count(*) FROM analytics_events"; }
 now_ns() { date +%s%N; }
 rss_kb() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1" 2>/dev/null || echo 0; }
+cpu_s() {  # user + system seconds of the measured process, from a /usr/bin/time -v report
+  awk -F': ' '/User time \(seconds\)|System time \(seconds\)/ {t += $2} END {printf "%.2f", t}' \
+    "$1" 2>/dev/null || echo 0
+}
 
 # run_once METHOD EVENTS EXPECTED_ROWS COMMAND... ; COMMAND is a bash snippet; it must put the
 # /usr/bin/time -v report of the measured process in $TIMEF. Appends a row to methods.tsv.
@@ -204,8 +208,8 @@ run_once() {
   elif [[ $rows -ne $expect ]]; then
     status="FAILED: count(*)=$rows, expected $expect"
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$method" "$n" "$run" "$secs" "$(rss_kb "$timef")" "$status" \
-    >>"$work/methods.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$method" "$n" "$run" "$secs" "$(rss_kb "$timef")" \
+    "$status" "$(cpu_s "$timef")" >>"$work/methods.tsv"
   log "$method run $run: ${secs}s, rows $rows/$expect, peak RSS $(rss_kb "$timef") kB $status"
   [[ $status == ok ]]
 }
@@ -255,8 +259,8 @@ done
 # --- one event: trackevent send vs psql -c INSERT ---------------------------------------------
 send_json='{"org_id":1,"user_id":2,"event_name":"backup.completed","metadata":{"bytes":123456,"host":"db1"}}'
 insert_sql="INSERT INTO analytics_events($COLS) VALUES (gen_random_uuid(), 1, 2, 'backup.completed', '{\"bytes\":123456,\"host\":\"db1\"}', now())"
-one_event() {  # one_event NAME COMMAND...: median wall ms of $send_runs invocations (after 2 warm-ups)
-  local name=$1 ms=() i t0 t1 before after status=ok
+one_event() {  # one_event NAME COMMAND...: wall ms of $send_runs invocations (after 2 warm-ups)
+  local name=$1 ms=() cpu=() i t0 t1 before after status=ok
   shift
   reset_table
   fresh_spool
@@ -269,17 +273,19 @@ one_event() {  # one_event NAME COMMAND...: median wall ms of $send_runs invocat
   else
     for i in $(seq 1 "$send_runs"); do
       t0=$(now_ns)
-      "$@" >/dev/null 2>>"$work/stderr-$name.log" || status="FAILED: exit $?"
+      /usr/bin/time -f '%U %S' -o "$work/time-$name.txt" "$@" >/dev/null \
+        2>>"$work/stderr-$name.log" || status="FAILED: exit $?"
       t1=$(now_ns)
       ms+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e6}')")
+      cpu+=("$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$work/time-$name.txt")")
     done
   fi
   after=$(row_count)
   if [[ $status == ok && $((after - before)) -ne $((send_runs + 2)) ]]; then
     status="FAILED: stored $((after - before)) of $((send_runs + 2))"
   fi
-  printf '%s\t%s\t%s\n' "$name" "$(printf '%s\n' "${ms[@]}" | sort -g | tr '\n' ' ')" "$status" \
-    >>"$work/send.tsv"
+  printf '%s\t%s\t%s\t%s\n' "$name" "$(printf '%s\n' "${ms[@]}" | sort -g | tr '\n' ' ')" "$status" \
+    "${cpu[*]:-}" >>"$work/send.tsv"
   log "$name: median $(printf '%s\n' "${ms[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') ms $status"
 }
 [[ $have_te -eq 1 ]] && one_event trackevent_send env TRACKEVENT_SPOOL_DIR="$work/spool/state" \
@@ -304,25 +310,66 @@ else
 fi
 
 # --- profile (optional) -----------------------------------------------------------------------
+# Client: perf with hardware counters when the machine has them, else callgrind, on a 50k-event
+# ingest. Server and client together: perf's cpu-clock sampling (no hardware counters needed)
+# over the whole machine during a 100k-event ingest, split by command, then the hottest
+# PostgreSQL functions: that is where the time goes when the client is not the bottleneck.
 if [[ $profile -eq 1 && $have_te -eq 1 ]]; then
-  f=$(gen 50000 jsonl)
+  prof=$bench/results/profile.txt
+  f50=$(gen 50000 jsonl)
+  f100=$(gen 100000 jsonl)
+  te_env=(env TRACKEVENT_SPOOL_DIR="$work/spool/state" XDG_STATE_HOME="$work/spool/state"
+          XDG_DATA_HOME="$work/spool/data")
+  {
+    echo "# Profile of trackevent ingest ($(date -u +%Y-%m-%dT%H:%M:%SZ), written by bench/run.sh --profile)"
+    echo
+  } >"$prof"
   reset_table
   fresh_spool
-  prof=$bench/results/profile.txt
-  if perf stat -e instructions true >/dev/null 2>&1 &&
-     perf stat -e instructions true 2>&1 | grep -qv 'not supported'; then
-    log "profiling a 50k-event ingest with perf"
-    perf record -g -o "$work/perf.data" -- "$TE" --db "$DB_URL" ingest "$f" >/dev/null 2>&1 || true
-    perf report -i "$work/perf.data" --no-children --stdio 2>/dev/null | grep -v '^#' | grep '%' |
-      head -40 >"$prof"
-  else
-    log "profiling a 50k-event ingest with callgrind (perf has no hardware counters here)"
-    te_env=(env TRACKEVENT_SPOOL_DIR="$work/spool/state" XDG_STATE_HOME="$work/spool/state")
+  if perf stat -e instructions true 2>&1 | grep -q 'not supported' || ! perf stat -e instructions true >/dev/null 2>&1; then
+    log "profiling the client on a 50k-event ingest with callgrind (no hardware counters for perf)"
     "${te_env[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
-      "$TE" --db "$DB_URL" ingest "$f" >/dev/null 2>"$work/callgrind.log" || true
-    callgrind_annotate --inclusive=no "$work/callgrind.out" 2>/dev/null | head -60 >"$prof"
-    { echo; echo "--- inclusive ---"; callgrind_annotate --inclusive=yes "$work/callgrind.out" 2>/dev/null |
-      head -60; } >>"$prof"
+      "$TE" --db "$DB_URL" -q ingest "$f50" >/dev/null 2>"$work/callgrind.log" || true
+    {
+      echo "## Client: callgrind, 50k events, exclusive cost (top functions)"
+      echo
+      callgrind_annotate --inclusive=no "$work/callgrind.out" 2>/dev/null | sed -n '1,45p'
+      echo
+      echo "## Client: callgrind, inclusive cost"
+      echo
+      callgrind_annotate --inclusive=yes "$work/callgrind.out" 2>/dev/null | sed -n '1,45p'
+    } >>"$prof"
+  else
+    log "profiling the client on a 50k-event ingest with perf"
+    perf record -g -o "$work/perf-client.data" -- "${te_env[@]}" "$TE" --db "$DB_URL" -q ingest "$f50" \
+      >/dev/null 2>&1 || true
+    { echo "## Client: perf, 50k events"; echo
+      perf report -i "$work/perf-client.data" --no-children --stdio -g none 2>/dev/null |
+        grep -v '^#' | grep '%' | head -40; } >>"$prof"
+  fi
+  reset_table
+  fresh_spool
+  if perf record -e cpu-clock -F 999 -a -o "$work/perf-all.data" -- "${te_env[@]}" "$TE" \
+       --db "$DB_URL" -q ingest "$f100" >/dev/null 2>"$work/perf-all.log"; then
+    {
+      echo
+      echo "## Whole machine during a 100k-event ingest: perf cpu-clock samples by command"
+      echo
+      perf report -i "$work/perf-all.data" --no-children --sort comm --stdio 2>/dev/null |
+        grep -v '^#' | grep '%' | head -12
+      echo
+      echo "## PostgreSQL server processes: hottest functions"
+      echo
+      perf report -i "$work/perf-all.data" --no-children --comm postgres --sort sym --stdio \
+        2>/dev/null | grep -v '^#' | grep '%' | head -30
+      echo
+      echo "## trackevent process: hottest functions"
+      echo
+      perf report -i "$work/perf-all.data" --no-children --comm trackevent --sort dso,sym --stdio \
+        2>/dev/null | grep -v '^#' | grep '%' | head -30
+    } >>"$prof"
+  else
+    note "perf record -e cpu-clock failed: $(tail -c 200 "$work/perf-all.log" | tr '\n' ' ')"
   fi
   log "profile written to $prof"
 fi

@@ -73,7 +73,7 @@ void setup_globals(CLI::App& app, GlobalOptions& g) {
   app.add_option("--log-level", g.log_level, "trace|debug|info|warn|error|critical|off")
       ->capture_default_str()
       ->type_name("LEVEL")
-      ->check(level_check, "LEVEL");
+      ->check(CLI::Validator(level_check, ""));
   app.add_flag("-q,--quiet", g.quiet, "log errors only");
   app.add_option("--catalog", g.catalog,
                  "event catalog (JSON); names outside it are rejected (default: "

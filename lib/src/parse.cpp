@@ -206,34 +206,31 @@ NumberKind classify_number(std::string_view s, long& exponent) noexcept {
   return fraction ? NumberKind::kFraction : NumberKind::kInteger;
 }
 
-// Validates `text` as a JSON object and writes it without insignificant whitespace, enforcing
-// the metadata limits. Iterative, so hostile nesting cannot overflow the stack.
+// Validates `text` as a JSON object, enforcing the metadata limits. Iterative, so hostile nesting
+// cannot overflow the stack. Writes nothing: most metadata has no whitespace to strip, and then
+// the text is copied in one go.
 class MetadataScanner {
  public:
-  MetadataScanner(std::string_view text, std::size_t base, const Limits& limits, std::string& out)
-      : s_(text), base_(base), limits_(limits), out_(out) {}
+  MetadataScanner(std::string_view text, std::size_t base, const Limits& limits)
+      : s_(text), base_(base), limits_(limits) {}
 
   // "" when valid, else the reason (without the "metadata: " prefix).
   std::string run() {
-    out_.clear();
-    out_.reserve(s_.size());
     skip_ws();
     if (pos_ >= s_.size() || s_[pos_] != '{') return "expected an object";
     enum class State { kValue, kValueOrEnd, kKey, kKeyOrEnd, kAfterValue };
     State state = State::kValue;
-    std::string stack;  // '{' or '[' per open container
     for (;;) {
       skip_ws();
       if (pos_ >= s_.size()) {
-        if (state == State::kAfterValue && stack.empty()) break;
+        if (state == State::kAfterValue && stack_.empty()) break;
         return "invalid JSON: unexpected end";
       }
       const char c = s_[pos_];
       switch (state) {
         case State::kValueOrEnd:
           if (c == ']') {
-            stack.pop_back();
-            out_ += ']';
+            stack_.pop_back();
             ++pos_;
             state = State::kAfterValue;
             break;
@@ -242,12 +239,11 @@ class MetadataScanner {
         case State::kValue:
           if (c == '{' || c == '[') {
             // The line's object is depth 1, so metadata's own object is depth 2.
-            if (stack.size() + 2 > limits_.max_depth) {
+            if (stack_.size() + 2 > limits_.max_depth) {
               return "nested deeper than " + std::to_string(limits_.max_depth) +
                      " levels (--max-depth)";
             }
-            stack += c;
-            out_ += c;
+            stack_ += c;
             ++pos_;
             state = c == '{' ? State::kKeyOrEnd : State::kValueOrEnd;
           } else if (c == '"') {
@@ -265,8 +261,7 @@ class MetadataScanner {
           break;
         case State::kKeyOrEnd:
           if (c == '}') {
-            stack.pop_back();
-            out_ += '}';
+            stack_.pop_back();
             ++pos_;
             state = State::kAfterValue;
             break;
@@ -282,22 +277,19 @@ class MetadataScanner {
           if (pos_ >= s_.size() || s_[pos_] != ':') {
             return pos_ >= s_.size() ? "invalid JSON: unexpected end" : unexpected(s_[pos_], "':'");
           }
-          out_ += ':';
           ++pos_;
           state = State::kValue;
           break;
         case State::kAfterValue:
-          if (stack.empty()) return unexpected(c, "the end of the object");
+          if (stack_.empty()) return unexpected(c, "the end of the object");
           if (c == ',') {
-            out_ += ',';
             ++pos_;
-            state = stack.back() == '{' ? State::kKey : State::kValue;
-          } else if ((c == '}' && stack.back() == '{') || (c == ']' && stack.back() == '[')) {
-            stack.pop_back();
-            out_ += c;
+            state = stack_.back() == '{' ? State::kKey : State::kValue;
+          } else if ((c == '}' && stack_.back() == '{') || (c == ']' && stack_.back() == '[')) {
+            stack_.pop_back();
             ++pos_;
           } else {
-            return unexpected(c, stack.back() == '{' ? "',' or '}'" : "',' or ']'");
+            return unexpected(c, stack_.back() == '{' ? "',' or '}'" : "',' or ']'");
           }
           break;
       }
@@ -305,9 +297,14 @@ class MetadataScanner {
     return {};
   }
 
+  // Whether whitespace between tokens (not around the whole object) was seen.
+  [[nodiscard]] bool has_inner_whitespace() const noexcept { return inner_ws_; }
+
  private:
   void skip_ws() noexcept {
+    const std::size_t start = pos_;
     while (pos_ < s_.size() && is_json_ws(s_[pos_])) ++pos_;
+    if (pos_ != start && !stack_.empty()) inner_ws_ = true;
   }
 
   std::string at() const { return " at byte " + byte_pos(base_ + pos_); }
@@ -319,11 +316,10 @@ class MetadataScanner {
   }
 
   std::string scan_string() {
-    const std::size_t start = pos_;
     ++pos_;
     for (;;) {
       std::size_t i = pos_;
-      // Plain bytes are copied in one go; only quotes, escapes and control bytes stop the run.
+      // Only quotes, escapes and control bytes need a closer look.
       while (i < s_.size()) {
         const auto c = static_cast<unsigned char>(s_[i]);
         if (c == '"' || c == '\\' || c < 0x20) break;
@@ -334,7 +330,6 @@ class MetadataScanner {
       const char c = s_[pos_];
       if (c == '"') {
         ++pos_;
-        out_.append(s_.data() + start, pos_ - start);
         return {};
       }
       if (c != '\\') {
@@ -374,7 +369,6 @@ class MetadataScanner {
       return "number " + quote(tok) + " at byte " + byte_pos(base_ + start) +
              " is out of range for PostgreSQL (exponent beyond +-1000)";
     }
-    out_.append(tok);
     return {};
   }
 
@@ -385,7 +379,6 @@ class MetadataScanner {
         // "truex" is one bad token, not a literal followed by junk.
         if (end < s_.size() && std::isalnum(static_cast<unsigned char>(s_[end])) != 0) break;
         pos_ = end;
-        out_.append(lit);
         return {};
       }
     }
@@ -395,17 +388,46 @@ class MetadataScanner {
   std::string_view s_;
   std::size_t base_;
   const Limits& limits_;
-  std::string& out_;
   std::size_t pos_ = 0;
   std::size_t keys_ = 0;
+  std::string stack_;  // '{' or '[' per open container
+  bool inner_ws_ = false;
 };
+
+// Copies already validated JSON without whitespace outside strings.
+void compact_json(std::string_view s, std::string& out) {
+  out.clear();
+  out.reserve(s.size());
+  bool in_string = false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\') {
+        out += s[++i];
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (!is_json_ws(c)) {
+      out += c;
+      in_string = c == '"';
+    }
+  }
+}
 
 // Validates metadata text and compacts it into `out`; "" or a reason starting with "metadata: ".
 std::string process_metadata(std::string_view raw, std::size_t base, const Limits& limits,
                              std::string& out) {
-  MetadataScanner scanner(raw, base, limits, out);
+  MetadataScanner scanner(raw, base, limits);
   std::string reason = scanner.run();
   if (!reason.empty()) return "metadata: " + reason;
+  if (scanner.has_inner_whitespace()) {
+    compact_json(raw, out);
+  } else {
+    std::size_t first = 0;
+    while (first < raw.size() && is_json_ws(raw[first])) ++first;
+    out.assign(trim_right(raw.substr(first)));
+  }
   if (out.size() > limits.max_metadata_bytes) {
     return "metadata: " + std::to_string(out.size()) + " bytes (limit " +
            std::to_string(limits.max_metadata_bytes) + ", --max-metadata-bytes)";
@@ -460,21 +482,22 @@ std::string json_error(simdjson::error_code e) {
 // Reads org_id / user_id. Writes `out` (nullopt for an allowed null); returns "" or a reason.
 std::string read_id(od::value& v, const char* field, bool allow_null,
                     std::optional<std::int64_t>& out) {
-  const std::string f = field;
+  // Built only on the error paths: the happy path makes no strings.
+  const auto f = [field] { return std::string(field) + ": "; };
   od::json_type t;
-  if (auto e = v.type().get(t); e) return f + ": " + json_error(e);
+  if (auto e = v.type().get(t); e) return f() + "" + json_error(e);
   switch (t) {
     case od::json_type::number:
       break;
     case od::json_type::null: {
       bool is_null = false;
       if (v.is_null().get(is_null) || !is_null)
-        return f + ": " + json_error(simdjson::N_ATOM_ERROR);
+        return f() + "" + json_error(simdjson::N_ATOM_ERROR);
       if (allow_null) {
         out.reset();
         return {};
       }
-      return f + ": expected an integer >= 1, got null";
+      return f() + "expected an integer >= 1, got null";
     }
     case od::json_type::string: {
       std::string_view sv;
@@ -485,21 +508,21 @@ std::string read_id(od::value& v, const char* field, bool allow_null,
           hint = " (write " + std::string(sv.substr(0, kQuoteMax)) + " without quotes)";
         }
       }
-      return f + ": expected an integer, got a string" + hint;
+      return f() + "expected an integer, got a string" + hint;
     }
     default:
-      return f + ": expected an integer, got " + type_name(t);
+      return f() + "expected an integer, got " + type_name(t);
   }
   const std::string_view tok = trim_right(v.raw_json_token());
   long exponent = 0;
   switch (classify_number(tok, exponent)) {
     case NumberKind::kInvalid:
-      return f + ": invalid number " + quote(tok);
+      return f() + "invalid number " + quote(tok);
     case NumberKind::kFraction:
       if (exponent > kHugeExponent || exponent < -kHugeExponent) {
-        return f + ": expected an integer, got a number with a huge exponent " + quote(tok);
+        return f() + "expected an integer, got a number with a huge exponent " + quote(tok);
       }
-      return f + ": expected an integer, got a number with a fraction/exponent " + quote(tok);
+      return f() + "expected an integer, got a number with a fraction/exponent " + quote(tok);
     case NumberKind::kInteger:
       break;
   }
@@ -510,19 +533,19 @@ std::string read_id(od::value& v, const char* field, bool allow_null,
   for (std::size_t i = negative ? 1 : 0; i < tok.size(); ++i) {
     const int d = tok[i] - '0';
     if (value < (kMin + d) / 10) {
-      return f + ": integer " + quote(tok) +
+      return f() + "integer " + quote(tok) +
              " is out of range (64-bit: -9223372036854775808 to 9223372036854775807)";
     }
     value = value * 10 - d;
   }
   if (!negative) {
     if (value == kMin) {
-      return f + ": integer " + quote(tok) +
+      return f() + "integer " + quote(tok) +
              " is out of range (64-bit: -9223372036854775808 to 9223372036854775807)";
     }
     value = -value;
   }
-  if (value < 1) return f + ": expected an integer >= 1, got " + std::string(tok);
+  if (value < 1) return f() + "expected an integer >= 1, got " + std::string(tok);
   out = value;
   return {};
 }
@@ -558,7 +581,6 @@ struct LineParser {
   od::parser parser;
   std::unique_ptr<char[]> buffer;
   std::size_t capacity = 0;
-  std::string metadata;
 };
 
 thread_local LineParser t_line_parser;
@@ -678,10 +700,9 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
         if (auto e = v.get_object().get(m); e) return Rejection{"metadata: " + json_error(e)};
         if (auto e = m.raw_json().get(raw); e) return Rejection{"metadata: " + json_error(e)};
         const auto offset = static_cast<std::size_t>(raw.data() - base);
-        if (auto r = process_metadata(raw, offset, limits, lp.metadata); !r.empty()) {
+        if (auto r = process_metadata(raw, offset, limits, ev.metadata); !r.empty()) {
           return Rejection{r};
         }
-        ev.metadata.assign(lp.metadata);
         break;
       }
       case kOccurredAt: {

@@ -231,18 +231,24 @@ class PgSink final : public Sink {
   PgSink& operator=(const PgSink&) = delete;
 
   WriteResult write(std::span<const Event> batch) noexcept override {
+    const char* what = "internal error";
     try {
       return write_batch(batch);
     } catch (const std::bad_alloc&) {
-      disconnect();
-      return failure(Disposition::retry, "", "out of memory while writing a batch");
+      what = "out of memory while writing a batch";
     } catch (const std::exception& e) {
-      disconnect();
-      return failure(Disposition::retry, "", std::string("internal error: ") + e.what());
+      what = e.what();
     } catch (...) {
-      disconnect();
-      return failure(Disposition::retry, "", "internal error");
     }
+    disconnect();  // we may have left it mid-protocol
+    // Building the message can itself run out of memory; an empty Failure cannot.
+    WriteResult r;
+    try {
+      r.failure = Failure{Disposition::retry, "", std::string("internal error: ") + what};
+    } catch (...) {
+      r.failure.emplace();
+    }
+    return r;
   }
 
   [[nodiscard]] std::string describe() const override { return described_; }

@@ -29,12 +29,27 @@ struct SpooledEvent {
   Event event;
 };
 
+/// How a spool is opened. The defaults suit the spool's role as a buffer in front of a database.
+struct SpoolOptions {
+  /// false: WAL + synchronous=NORMAL. A committed append survives the process crashing (kill -9),
+  /// but the last transactions may be lost if the machine loses power.
+  /// true: WAL + synchronous=FULL (fsync on every commit), for `--durable`; slower.
+  bool full_sync = false;
+  /// Upper bound on any wait for another connection's lock (other threads or processes).
+  std::chrono::milliseconds busy_timeout{5000};
+};
+
+/// Fork: a child process must not use its parent's SQLite connection. Each Spool records the pid
+/// that opened it and, when a call comes from another pid, closes the inherited handle and
+/// reopens the file before doing anything. Forking while another thread is inside a Spool call is
+/// not supported (the child would inherit a locked mutex).
 class Spool {
  public:
   /// Opens (creating with mode 0700/0600 as needed) `dir`/spool.db. Throws SpoolError when the
   /// directory is writable by group or others, or the file cannot be opened. Every SQLite wait
   /// is bounded by a busy timeout.
   static std::unique_ptr<Spool> open(const std::filesystem::path& dir);
+  static std::unique_ptr<Spool> open(const std::filesystem::path& dir, const SpoolOptions& options);
   virtual ~Spool() = default;
 
   /// Appends in one transaction. On failure (disk full, I/O error) returns false, writes nothing,
@@ -59,6 +74,9 @@ class DeadLetters {
   explicit DeadLetters(std::filesystem::path dir);
   /// Returns false (never throws) when the line could not be written.
   bool append(const Event& event, std::string_view error, std::string_view sqlstate) noexcept;
+  /// As above; on failure puts the reason (e.g. "cannot open …: No space left on device") in `why`.
+  bool append(const Event& event, std::string_view error, std::string_view sqlstate,
+              std::string& why) noexcept;
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 
  private:

@@ -93,6 +93,8 @@ TEST(ParseLine, MetadataKeepsTextVerbatimButCompact) {
       ok(with_meta(R"({"a":-0.5e+10,"b":"\u00e9\"\\\/","c":null,"d":false,"e":[]})")).metadata,
       R"({"a":-0.5e+10,"b":"\u00e9\"\\\/","c":null,"d":false,"e":[]})");
   EXPECT_EQ(ok(with_meta("{ }")).metadata, "{}");
+  EXPECT_EQ(ok(with_meta(R"({ "k" : "q\" x" , "e" : "\\" , "t":"\t " })")).metadata,
+            R"({"k":"q\" x","e":"\\","t":"\t "})");
   EXPECT_EQ(ok(with_meta(R"({"utf8":"héllo ✓ 😀"})")).metadata, R"({"utf8":"héllo ✓ 😀"})");
 }
 
