@@ -1,0 +1,173 @@
+// Black-box against the disposable PostgreSQL (scripts/pg-test-server run -- <this binary>).
+
+#include "cli/cli_support.hpp"
+#include "support/pg.hpp"
+
+#include <pqxx/pqxx>
+
+namespace trackevent::test {
+namespace {
+
+long long pg_count(const std::string& url, const std::string& where = "true") {
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  return tx.exec1("SELECT count(*) FROM analytics_events WHERE " + where)[0].as<long long>();
+}
+
+/// A fresh, migrated database for one test.
+std::string migrated_database(const TempDir& home, const std::string& name) {
+  const std::string url = fresh_database(name);
+  const auto r = run_cli(home, {"--db", url, "migrate"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return url;
+}
+
+TEST(CliPg, MigrateIsIdempotentAndReportsStatus) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string url = fresh_database("cli_migrate");
+  const auto before = run_cli(home, {"--db", url, "migrate", "--status"});
+  ASSERT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_NE(before.out.find("pending"), std::string::npos) << before.out;
+
+  const auto r = run_cli(home, {"--db", url, "migrate"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(lines_with_msg(log_lines(r.err), "applied migration").empty()) << r.err;
+  EXPECT_EQ(pg_count(url), 0);
+
+  const auto again = run_cli(home, {"--db", url, "migrate"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(lines_with_msg(log_lines(again.err), "applied migration").empty());
+  const auto status = run_cli(home, {"--db", url, "migrate", "--status"});
+  EXPECT_EQ(status.exit_code, 0);
+  EXPECT_EQ(status.out.find("pending"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("applied"), std::string::npos) << status.out;
+}
+
+TEST(CliPg, SendStoresOneRowWithItsMetadata) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string url = migrated_database(home, "cli_send");
+  const auto r = run_cli(
+      home, {"--db", url, "send", "--org", "3", "--user", "9", "--event", "dataset.uploaded",
+             "--meta", R"({"rows":1200,"tags":["a","b"]})", "-m", "format=csv"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  const auto row = tx.exec1(
+      "SELECT org_id, user_id, event_name, metadata = "
+      "'{\"rows\":1200,\"tags\":[\"a\",\"b\"],\"format\":\"csv\"}'::jsonb FROM analytics_events");
+  EXPECT_EQ(row[0].as<long long>(), 3);
+  EXPECT_EQ(row[1].as<long long>(), 9);
+  EXPECT_EQ(row[2].as<std::string>(), "dataset.uploaded");
+  EXPECT_TRUE(row[3].as<bool>());
+}
+
+TEST(CliPg, IngestOneHundredThousandEvents) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string url = migrated_database(home, "cli_bulk");
+  const std::string file = home.file("bulk.jsonl");
+  {
+    std::string content;
+    content.reserve(100000 * 110);
+    for (int i = 0; i < 100000; ++i) content += event_line(i) + "\n";
+    write_file(file, content);
+  }
+  const auto r =
+      run_cli(home, {"--db", url, "ingest", file}, {}, {}, std::chrono::milliseconds{300000});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(pg_count(url), 100000);
+  const auto s = summary_of(r);
+  EXPECT_EQ(s["accepted"], 100000);
+  EXPECT_EQ(s["stored"], 100000);
+  EXPECT_EQ(s["spooled"], 0);  // a file is read with backpressure, never via the spool
+}
+
+TEST(CliPg, IngestFromAPipeStoresEverything) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string url = migrated_database(home, "cli_pipe");
+  std::string input;
+  for (int i = 0; i < 5000; ++i) input += event_line(i) + "\n";
+  const auto r = run_cli(home, {"--db", url, "ingest", "--tee"}, input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, input);
+  const auto s = summary_of(r);
+  // Whatever went through the spool on overflow was drained by the same run or is still there.
+  EXPECT_EQ(s["stored"].get<long long>() + s["spooled"].get<long long>() >= 5000, true);
+  EXPECT_EQ(s["dropped"], 0);
+}
+
+TEST(CliPg, SameEventIdTwiceIsOneRow) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string url = migrated_database(home, "cli_dup");
+  const std::string line =
+      R"({"event_id":"0190f5a4-8b3c-7def-8123-456789abcdef","org_id":1,"event_name":"a.b"})";
+  auto r = run_cli(home, {"--db", url, "ingest"}, line + "\n" + line + "\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli(home, {"--db", url, "send", line});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(pg_count(url), 1);
+  EXPECT_EQ(summary_of(r)["duplicates"], 1);
+}
+
+TEST(CliPg, MetadataReadsBackEqualAsJsonb) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string url = migrated_database(home, "cli_meta");
+  const std::vector<std::string> metas = {
+      R"({})",
+      R"({"a":1,"b":"two","c":[1,2,{"d":null}],"e":{"f":{"g":true}}})",
+      R"({"unicode":"h\u00e9llo \u2603 \ud83d\ude00","quote":"\"","backslash":"\\"})",
+      R"({"big":9007199254740993,"neg":-1.5e-7,"zero":0})",
+  };
+  std::string input;
+  for (std::size_t i = 0; i < metas.size(); ++i) {
+    input += R"({"org_id":1,"event_name":"meta.test","user_id":)" + std::to_string(i + 1) +
+             R"(,"metadata":)" + metas[i] + "}\n";
+  }
+  const auto r = run_cli(home, {"--db", url, "ingest"}, input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  for (std::size_t i = 0; i < metas.size(); ++i) {
+    const auto row =
+        tx.exec1("SELECT metadata = " + tx.quote(metas[i]) +
+                 "::jsonb FROM analytics_events WHERE user_id = " + std::to_string(i + 1));
+    EXPECT_TRUE(row[0].as<bool>()) << metas[i];
+  }
+}
+
+TEST(CliPg, StrictSucceedsWhenTheDatabaseIsUp) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string url = migrated_database(home, "cli_strict");
+  const auto r = run_cli(home, {"--db", url, "ingest", "--strict"}, event_line(1) + "\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(pg_count(url), 1);
+}
+
+TEST(CliPg, StrictWithoutTheTableExits69) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string url = fresh_database("cli_strict_nomigrate");
+  const auto r = run_cli(home, {"--db", url, "ingest", "--strict"}, event_line(1) + "\n");
+  EXPECT_EQ(r.exit_code, 69) << r.err;
+}
+
+TEST(CliPg, FlushDeliversWhatWasSpooled) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string down = "postgresql://nobody@127.0.0.1:" + std::to_string(closed_port()) + "/x";
+  auto r = run_cli(home, {"--db", down, "send", "--timeout", "0.5", event_line(1), event_line(2)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string url = migrated_database(home, "cli_flush");
+  r = run_cli(home, {"--db", url, "flush"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(pg_count(url), 2);
+}
+
+}  // namespace
+}  // namespace trackevent::test

@@ -1,0 +1,101 @@
+// Black-box: `trackevent send` into the embedded SQLite store.
+
+#include "cli/cli_support.hpp"
+
+namespace trackevent::test {
+namespace {
+
+TEST(CliSend, FromFlags) {
+  TempDir home;
+  const std::string db = home.file("e.db");
+  const auto r = run_cli(home, {"--db",
+                                "sqlite:" + db,
+                                "send",
+                                "--org",
+                                "7",
+                                "--user",
+                                "42",
+                                "--event",
+                                "backup.completed",
+                                "--meta",
+                                R"({"host":"db1","n":1})",
+                                "-m",
+                                "bytes=123456",
+                                "-m",
+                                "host=db2",
+                                "-m",
+                                "ok=true",
+                                "-m",
+                                "label=\"42\"",
+                                "--at",
+                                "2026-11-28T12:00:00Z",
+                                "--id",
+                                "0190f5a4-8b3c-7def-8123-456789abcdef"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(sqlite_scalar(db, "SELECT count(*) FROM analytics_events"), 1);
+  EXPECT_EQ(sqlite_text(db, "SELECT event_id FROM analytics_events"),
+            "0190f5a4-8b3c-7def-8123-456789abcdef");
+  EXPECT_EQ(sqlite_scalar(db, "SELECT org_id * 1000 + user_id FROM analytics_events"), 7042);
+  EXPECT_EQ(sqlite_text(db, "SELECT event_name FROM analytics_events"), "backup.completed");
+  const auto meta = nlohmann::json::parse(sqlite_text(db, "SELECT metadata FROM analytics_events"));
+  // -m values: JSON scalars stay typed, anything else is a string; -m wins over --meta.
+  EXPECT_EQ(meta,
+            (nlohmann::json{
+                {"host", "db2"}, {"n", 1}, {"bytes", 123456}, {"ok", true}, {"label", "42"}}));
+  EXPECT_EQ(sqlite_text(db, "SELECT substr(occurred_at, 1, 19) FROM analytics_events"),
+            "2026-11-28T12:00:00");
+  const auto s = summary_of(r);
+  EXPECT_EQ(s["accepted"], 1);
+  EXPECT_EQ(s["stored"], 1);
+}
+
+TEST(CliSend, SystemEventHasNoUser) {
+  TempDir home;
+  const std::string db = home.file("e.db");
+  const auto r =
+      run_cli(home, {"--db", "sqlite:" + db, "send", "--org", "1", "--event", "backup.completed"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(sqlite_scalar(db, "SELECT count(*) FROM analytics_events WHERE user_id IS NULL"), 1);
+  EXPECT_EQ(sqlite_text(db, "SELECT metadata FROM analytics_events"), "{}");
+}
+
+TEST(CliSend, FromJsonArguments) {
+  TempDir home;
+  const std::string db = home.file("e.db");
+  const auto r = run_cli(home, {"--db", "sqlite:" + db, "send", event_line(1), event_line(2),
+                                event_line(3, "report.generated")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(sqlite_scalar(db, "SELECT count(*) FROM analytics_events"), 3);
+}
+
+TEST(CliSend, InvalidEventsExit65AndNameTheirArgument) {
+  TempDir home;
+  const std::string db = home.file("e.db");
+  const auto r = run_cli(
+      home, {"--db", "sqlite:" + db, "send", event_line(1), R"({"org_id":0,"event_name":"a.b"})"});
+  EXPECT_EQ(r.exit_code, 65) << r.err;
+  const auto rejected = lines_with_msg(log_lines(r.err), "rejected event");
+  ASSERT_EQ(rejected.size(), 1u) << r.err;
+  EXPECT_EQ(rejected[0]["source"], "argv");
+  EXPECT_EQ(rejected[0]["line"], 2);
+  EXPECT_EQ(sqlite_scalar(db, "SELECT count(*) FROM analytics_events"), 1);
+
+  EXPECT_EQ(run_cli(home, {"send", "--org", "0", "--event", "a.b"}).exit_code, 65);
+  EXPECT_EQ(run_cli(home, {"send", "--org", "1", "--event", "Not A Name"}).exit_code, 65);
+  EXPECT_EQ(run_cli(home, {"send", "--org", "1", "--event", "a.b", "--at", "yesterday"}).exit_code,
+            65);
+  EXPECT_EQ(run_cli(home, {"send", "--org", "1", "--event", "a.b", "--id", "nope"}).exit_code, 65);
+}
+
+TEST(CliSend, UsageErrorsExit64) {
+  TempDir home;
+  EXPECT_EQ(run_cli(home, {"send"}).exit_code, 64);
+  EXPECT_EQ(run_cli(home, {"send", "--org", "1"}).exit_code, 64);
+  EXPECT_EQ(run_cli(home, {"send", "--event", "a.b"}).exit_code, 64);
+  EXPECT_EQ(run_cli(home, {"send", "--org", "1", "--event", "a.b", "-m", "novalue"}).exit_code, 64);
+  EXPECT_EQ(run_cli(home, {"send", "--org", "1", "--event", "a.b", "--meta", "[1]"}).exit_code, 64);
+  EXPECT_EQ(run_cli(home, {"send", "--org", "1", "--event", "a.b", event_line(1)}).exit_code, 64);
+}
+
+}  // namespace
+}  // namespace trackevent::test
