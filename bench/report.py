@@ -73,12 +73,16 @@ def summarise_methods(rows):
     """method -> dict(events, seconds (median of ok runs), rss_kb (max), runs, failures)."""
     out = {}
     for method, n, _run, secs, rss, status, *rest in rows:
-        m = out.setdefault(method, {"events": int(n), "secs": [], "rss": [], "cpu": [], "fail": []})
+        m = out.setdefault(
+            method, {"events": int(n), "secs": [], "rss": [], "cpu": [], "server": [], "fail": []}
+        )
         if status == "ok":
             m["secs"].append(float(secs))
             m["rss"].append(int(rss or 0))
-            if rest and rest[0]:
+            if len(rest) > 0 and rest[0]:
                 m["cpu"].append(float(rest[0]))
+            if len(rest) > 1 and rest[1]:
+                m["server"].append(float(rest[1]))
         else:
             m["fail"].append(status)
     return out
@@ -140,10 +144,12 @@ def report(work):
     w("")
     w("TRUNCATE + CHECKPOINT before every run; `count(*)` checked after every run. Peak RSS is")
     w("the largest of the runs, of the trackevent or psql process (for the jq pipeline: psql);")
-    w("client CPU is that process's user + system time (the server's work is not in it).")
+    w("client CPU is that process's user + system time; server CPU is what every PostgreSQL")
+    w("process used during the run (backends, WAL writer, checkpointer), from /proc. CPU figures")
+    w("do not depend on how busy the rest of the machine was; wall time does.")
     w("")
-    w("| method | events | seconds (median) | events/s | vs psql \\copy | peak RSS MiB | client CPU s |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
+    w("| method | events | seconds (median) | events/s | vs psql \\copy | peak RSS MiB | client CPU s | server CPU s | client + server CPU µs/event |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     anchor = methods.get("psql_copy")
     anchor_eps = None
     if anchor and anchor["secs"] and not anchor["fail"]:
@@ -155,7 +161,7 @@ def report(work):
             continue
         if m["fail"] or not m["secs"]:
             reason = m["fail"][0] if m["fail"] else "no run"
-            w(f"| {label} | {fmt_int(m['events'])} | FAILED | — | — | — | — |")
+            w(f"| {label} | {fmt_int(m['events'])} | FAILED | — | — | — | — | — | — |")
             notes.append(f"{key}: {len(m['fail'])} failed run(s): {reason}")
             continue
         secs = statistics.median(m["secs"])
@@ -163,9 +169,14 @@ def report(work):
         eps_of[key] = eps
         ratio = f"{eps / anchor_eps:.2f}×" if anchor_eps else "—"
         cpu = f"{statistics.median(m['cpu']):.2f}" if m["cpu"] else "—"
+        server = f"{statistics.median(m['server']):.2f}" if m["server"] else "—"
+        per_event = "—"
+        if m["cpu"] and m["server"]:
+            total = statistics.median(m["cpu"]) + statistics.median(m["server"])
+            per_event = f"{total / m['events'] * 1e6:.1f}"
         w(
             f"| {label} | {fmt_int(m['events'])} | {secs:.2f} | {fmt_int(eps)} | {ratio} |"
-            f" {mib(max(m['rss'])):.1f} | {cpu} |"
+            f" {mib(max(m['rss'])):.1f} | {cpu} | {server} | {per_event} |"
         )
     w("")
     if "psql_insert" in eps_of:
@@ -240,11 +251,12 @@ def report(work):
     if track is not None:
         w("## `Tracker::track()` (bench_track, discarding sink, queue never full)")
         w("")
-        w("Mean cost per call in a tight loop (Google Benchmark), and the per-call latency")
-        w("distribution of 1M calls each timed alone with rdtsc (timer overhead subtracted; with")
-        w("2 threads, the per-thread percentiles are averaged).")
+        w("Throughput of a tight loop of calls (Google Benchmark, wall clock, all threads together),")
+        w("the CPU time per call (which leaves out time a thread waited for a core on this shared")
+        w("machine), and the per-call latency distribution of 1M calls each timed alone with rdtsc")
+        w("(timer overhead subtracted; with 2 threads, the per-thread percentiles are averaged).")
         w("")
-        w("| benchmark | threads | ns/call | calls/s (all threads) | p50 ns | p90 ns | p99 ns | p99.9 ns | dropped |")
+        w("| benchmark | threads | calls/s (all threads) | CPU ns/call | p50 ns | p90 ns | p99 ns | p99.9 ns | dropped |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for b in gbench_rows(track):
             name = b["name"]
@@ -260,7 +272,8 @@ def report(work):
                 return f"{b[key]:.0f}" if key in b else ""
 
             w(
-                f"| {base} | {threads} | {to_ns(b):.1f} | {fmt_int(b.get('items_per_second', 0))} |"
+                f"| {base} | {threads} | {fmt_int(b.get('items_per_second', 0))} |"
+                f" {to_ns(b, 'cpu_time'):.0f} |"
                 f" {c('p50_ns')} | {c('p90_ns')} | {c('p99_ns')} | {c('p999_ns')} | {c('dropped')} |"
             )
             if "p50_ns" in b:

@@ -178,11 +178,29 @@ if [[ $rc -ne 0 || $has_table != t ]]; then
   for f in "$root"/schema/postgres/*.sql; do "${PSQL[@]}" -f "$f" >/dev/null; done
 fi
 
+# Autovacuum would start on its own schedule after a load and run into the next method's
+# measurement; it is off for the table, for every method alike.
+"${PSQL[@]}" -c "ALTER TABLE analytics_events SET (autovacuum_enabled = false)" >/dev/null
+
 # --- measuring --------------------------------------------------------------------------------
 COLS="event_id,org_id,user_id,event_name,metadata,occurred_at"
 reset_table() { "${PSQL[@]}" -c "TRUNCATE analytics_events" -c "CHECKPOINT" >/dev/null; }
 row_count() { "${PSQL[@]}" -At -c "SELECT count(*) FROM analytics_events"; }
 now_ns() { date +%s%N; }
+postmaster=$(head -1 "$pgdir/data/postmaster.pid")
+clk_tck=$(getconf CLK_TCK)
+server_cpu() {  # CPU seconds the server has used: postmaster (incl. reaped backends) + live children
+  # Waits (up to 5 s) for client backends to exit and be reaped, so a finished run is counted whole.
+  local i
+  for i in $(seq 1 50); do
+    ps --ppid "$postmaster" -o args= | grep -q -E '\[local\]|127\.0\.0\.1' || break
+    sleep 0.1
+  done
+  { awk '{print $14 + $15 + $16 + $17}' "/proc/$postmaster/stat"
+    for c in $(ps --ppid "$postmaster" -o pid=); do
+      awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || true
+    done; } | awk -v hz="$clk_tck" '{t += $1} END {printf "%.2f", t / hz}'
+}
 rss_kb() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1" 2>/dev/null || echo 0; }
 cpu_s() {  # user + system seconds of the measured process, from a /usr/bin/time -v report
   awk -F': ' '/User time \(seconds\)|System time \(seconds\)/ {t += $2} END {printf "%.2f", t}' \
@@ -194,12 +212,15 @@ cpu_s() {  # user + system seconds of the measured process, from a /usr/bin/time
 run_once() {
   local method=$1 n=$2 expect=$3 cmd=$4 run=$5
   local timef=$work/time-$method-$run.txt errf=$work/stderr-$method-$run.log
+  rm -f "$timef" "$timef.jq"
   reset_table
   fresh_spool
-  local t0 t1 rc=0
+  local t0 t1 rc=0 s0 s1
+  s0=$(server_cpu)
   t0=$(now_ns)
   TIMEF=$timef TE_BIN=$TE WORK=$work bash -c "$cmd" >/dev/null 2>"$errf" || rc=$?
   t1=$(now_ns)
+  s1=$(server_cpu)
   local secs rows status=ok
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')
   rows=$(row_count)
@@ -208,8 +229,10 @@ run_once() {
   elif [[ $rows -ne $expect ]]; then
     status="FAILED: count(*)=$rows, expected $expect"
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$method" "$n" "$run" "$secs" "$(rss_kb "$timef")" \
-    "$status" "$(cpu_s "$timef")" >>"$work/methods.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$method" "$n" "$run" "$secs" "$(rss_kb "$timef")" \
+    "$status" "$(cat <(cpu_s "$timef") <(echo) <(cpu_s "$timef.jq" 2>/dev/null) |
+      awk '{t += $1} END {printf "%.2f", t}')" "$(awk -v a="$s0" -v b="$s1" 'BEGIN {printf "%.2f", b - a}')" \
+    >>"$work/methods.tsv"
   log "$method run $run: ${secs}s, rows $rows/$expect, peak RSS $(rss_kb "$timef") kB $status"
   [[ $status == ok ]]
 }
@@ -219,7 +242,7 @@ declare -A cmd
 cmd[trackevent_ingest]="$T env TRACKEVENT_SPOOL_DIR=\$WORK/spool/state XDG_STATE_HOME=\$WORK/spool/state XDG_DATA_HOME=\$WORK/spool/data \"\$TE_BIN\" --db '$DB_URL' ingest '$jsonl'"
 cmd[trackevent_ingest_c2]="${cmd[trackevent_ingest]} --connections 2"
 cmd[psql_copy]="$T psql -X -q -v ON_ERROR_STOP=1 -c \"\\copy analytics_events($COLS) from '$csv' (format csv)\""
-cmd[jq_psql_copy]="set -o pipefail; jq -r '[.event_id,.org_id,.user_id,.event_name,(.metadata|tojson),.occurred_at] | @csv' '$jsonl' | $T psql -X -q -v ON_ERROR_STOP=1 -c \"\\copy analytics_events($COLS) from stdin (format csv)\""
+cmd[jq_psql_copy]="set -o pipefail; /usr/bin/time -v -o \"\$TIMEF.jq\" jq -r '[.event_id,.org_id,.user_id,.event_name,(.metadata|tojson),.occurred_at] | @csv' '$jsonl' | $T psql -X -q -v ON_ERROR_STOP=1 -c \"\\copy analytics_events($COLS) from stdin (format csv)\""
 cmd[psql_insert]="$T psql -X -q -v ON_ERROR_STOP=1 -f '$sample_sql'"
 
 methods=()
@@ -233,10 +256,12 @@ if [[ $have_te -eq 1 ]]; then
 fi
 methods+=(psql_copy jq_psql_copy psql_insert)
 
-for method in "${methods[@]}"; do
-  n=$events
-  [[ $method == psql_insert ]] && n=$insert_sample
-  for run in $(seq 1 "$runs"); do
+# Round-robin (run 1 of every method, then run 2, ...), so that a change in the machine's load
+# during the measurement hits every method alike instead of one method's three runs.
+for run in $(seq 1 "$runs"); do
+  for method in "${methods[@]}"; do
+    n=$events
+    [[ $method == psql_insert ]] && n=$insert_sample
     if ! run_once "$method" "$n" "$n" "${cmd[$method]}" "$run"; then
       note "$method run $run failed; see $work/stderr-$method-$run.log: $(tail -c 300 "$work/stderr-$method-$run.log" | tr '\n' ' ')"
     fi
@@ -362,12 +387,12 @@ if [[ $profile -eq 1 && $have_te -eq 1 ]]; then
       echo
       echo "## PostgreSQL server processes: hottest functions"
       echo
-      perf report -i "$work/perf-all.data" --no-children --comm postgres --sort sym --stdio \
+      perf report -i "$work/perf-all.data" --no-children --comm postgres --sort sym --stdio --percentage relative \
         2>/dev/null | grep -v '^#' | grep '%' | head -30
       echo
       echo "## trackevent process: hottest functions"
       echo
-      perf report -i "$work/perf-all.data" --no-children --comm trackevent --sort dso,sym --stdio \
+      perf report -i "$work/perf-all.data" --no-children --comm trackevent --sort dso,sym --stdio --percentage relative \
         2>/dev/null | grep -v '^#' | grep '%' | head -30
     } >>"$prof"
   else
