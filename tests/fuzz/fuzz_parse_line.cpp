@@ -1,0 +1,78 @@
+// libFuzzer target for the JSONL line parser. Besides "no crash, no sanitizer report" it checks
+// that whatever the parser accepts is an event the rest of the system can trust.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "trackevent/catalog.hpp"
+#include "trackevent/event.hpp"
+#include "trackevent/parse.hpp"
+#include "trackevent/uuid.hpp"
+
+namespace {
+
+[[noreturn]] void fail(const char* what, std::string_view input) {
+  std::fprintf(stderr, "invariant broken: %s\ninput (%zu bytes): %.*s\n", what, input.size(),
+               static_cast<int>(input.size()), input.data());
+  std::abort();
+}
+
+const trackevent::Catalog& catalog() {
+  static const trackevent::Catalog c = trackevent::Catalog::from_json(
+      R"({"events":[{"name":"user.signed_in"},{"name":"dataset.uploaded"},{"name":"a.b"}]})");
+  return c;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  // The first byte picks options, so small limits and the catalog path get exercised too.
+  const std::uint8_t mode = data[0];
+  const std::string_view line(reinterpret_cast<const char*>(data + 1), size - 1);
+  trackevent::ParseOptions options;
+  if ((mode & 1) != 0) options.catalog = &catalog();
+  if ((mode & 2) != 0) {
+    options.limits.max_depth = 1 + (mode >> 5);
+    options.limits.max_keys = (mode >> 4) & 7;
+    options.limits.max_metadata_bytes = 16U * ((mode >> 2) & 3);
+    options.limits.max_line_bytes = 64U * ((mode >> 4) + 1);
+  }
+
+  const auto result = trackevent::parse_event_line(line, 1'795'867'200'000'000LL, options);
+  if (const auto* rej = std::get_if<trackevent::Rejection>(&result)) {
+    if (rej->reason.empty()) fail("empty rejection reason", line);
+  } else {
+    const auto& ev = std::get<trackevent::Event>(result);
+    if (ev.org_id < 1) fail("accepted org_id < 1", line);
+    if (ev.user_id && *ev.user_id < 1) fail("accepted user_id < 1", line);
+    if (!trackevent::is_valid_event_name(ev.event_name)) fail("accepted a bad name", line);
+    if (options.catalog != nullptr && !options.catalog->contains(ev.event_name)) {
+      fail("accepted a name outside the catalog", line);
+    }
+    if (ev.metadata.size() > options.limits.max_metadata_bytes) fail("metadata too big", line);
+    if (const std::string why = trackevent::validate_event(ev, options.limits); !why.empty()) {
+      fail(("validate_event disagrees: " + why).c_str(), line);
+    }
+    // An independent parser must agree that the metadata is a JSON object.
+    const auto j = nlohmann::json::parse(ev.metadata, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) fail("metadata is not a JSON object", line);
+    const auto back = trackevent::parse_rfc3339(trackevent::format_rfc3339(ev.occurred_at_us));
+    if (back != ev.occurred_at_us) fail("occurred_at does not round-trip", line);
+  }
+
+  // The smaller parsers get the raw bytes directly.
+  if (const auto t = trackevent::parse_rfc3339(line)) {
+    if (trackevent::parse_rfc3339(trackevent::format_rfc3339(*t)) != t) {
+      fail("rfc3339 does not round-trip", line);
+    }
+  }
+  if (const auto u = trackevent::Uuid::parse(line)) {
+    if (trackevent::Uuid::parse(u->to_string()) != u) fail("uuid does not round-trip", line);
+  }
+  (void)trackevent::is_valid_event_name(line);
+  return 0;
+}
