@@ -113,7 +113,15 @@ int run(int argc, char** argv) {
 
   init_logging(global);
   for (const auto& [sub, runner] : runners) {
-    if (sub->parsed()) return runner(global);
+    if (!sub->parsed()) continue;
+    try {
+      return runner(global);
+    } catch (const std::exception& e) {
+      // The library reports failures as values; this is the last line of defence (e.g. an
+      // unusable SQLite path when the Tracker opens its sink).
+      log::error("command failed", {{"command", sub->get_name()}, {"err", e.what()}});
+      return exit_code::failure;
+    }
   }
   return exit_code::usage;  // unreachable: require_subcommand(1)
 }

@@ -20,7 +20,15 @@ void init_logging(const GlobalOptions& global) {
   log::init(format, level, color);
 }
 
-DbTarget database_target(const GlobalOptions& global) { return resolve_database(global.db); }
+std::optional<DbTarget> database_target(const GlobalOptions& global) {
+  try {
+    return resolve_database(global.db);
+  } catch (const std::exception& e) {
+    // The library redacts the password in this message.
+    log::error("invalid database URL", {{"err", e.what()}});
+    return std::nullopt;
+  }
+}
 
 std::string tracker_database_url(const GlobalOptions& global, const std::string& from_env) {
   return global.db ? *global.db : from_env;

@@ -30,7 +30,8 @@ struct GlobalOptions {
 void init_logging(const GlobalOptions& global);
 
 /// The database the command talks to, as DESIGN.md picks it (--db, then the environment).
-[[nodiscard]] DbTarget database_target(const GlobalOptions& global);
+/// nullopt (after logging why, password-free) when the URL is malformed: a usage error.
+[[nodiscard]] std::optional<DbTarget> database_target(const GlobalOptions& global);
 
 /// The URL to hand to TrackerOptions::database_url: --db when given, else what from_env() found.
 [[nodiscard]] std::string tracker_database_url(const GlobalOptions& global,

@@ -18,7 +18,9 @@ void setup_flush(CLI::App& app, FlushOptions& o) {
 }
 
 int run_flush(const FlushOptions& o, const GlobalOptions& global) {
-  const DbTarget target = database_target(global);
+  const auto resolved = database_target(global);
+  if (!resolved) return exit_code::usage;
+  const DbTarget& target = *resolved;
   DrainOptions options;
   options.timeout = seconds_to_ms(o.timeout_s);
   options.batch_size = o.batch_size;

@@ -167,7 +167,8 @@ void setup_ingest(CLI::App& app, IngestOptions& o) {
   app.add_flag("--check", o.check, "validate only: store nothing, touch no database");
   app.add_flag("--strict", o.strict,
                "exit 69 when the database cannot take events (checked before reading, and "
-               "anything spooled at the end) instead of spooling quietly");
+               "anything spooled at the end) instead of spooling quietly; a full queue then "
+               "waits instead of spooling");
   app.add_option("--connections", o.connections, "parallel PostgreSQL connections")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
@@ -222,7 +223,9 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
     return ok ? status : exit_code::failure;
   }
 
-  const DbTarget target = database_target(global);
+  const auto resolved = database_target(global);
+  if (!resolved) return exit_code::usage;
+  const DbTarget& target = *resolved;
   counts.database = describe_target(target);
   TrackerOptions options = cli_tracker_options(global);
   if (o.strict) {

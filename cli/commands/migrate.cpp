@@ -48,7 +48,9 @@ void setup_migrate(CLI::App& app, MigrateCommandOptions& o) {
 }
 
 int run_migrate(const MigrateCommandOptions& o, const GlobalOptions& global) {
-  const DbTarget target = database_target(global);
+  const auto resolved = database_target(global);
+  if (!resolved) return exit_code::usage;
+  const DbTarget& target = *resolved;
   const std::string database = describe_target(target);
   MigrateOptions options;
   options.dry_run = o.dry_run;

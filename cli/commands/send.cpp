@@ -123,7 +123,9 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
 
   if (!events.empty()) {
     install_stop_handlers();
-    const DbTarget target = database_target(global);
+    const auto resolved = database_target(global);
+    if (!resolved) return exit_code::usage;
+    const DbTarget& target = *resolved;
     counts.database = describe_target(target);
     std::unique_ptr<Tracker> tracker;
     {

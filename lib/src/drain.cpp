@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <exception>
 #include <span>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -148,6 +149,19 @@ std::string probe_database(const DbTarget& target, const PgTimeouts& timeouts) {
       return e.what();
     }
   }
+  // A malformed conninfo: libpq's message may quote it, password included, so give none.
+  char* parse_error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(target.conninfo.c_str(), &parse_error);
+  if (parsed == nullptr) {
+    PQfreemem(parse_error);
+    return "malformed connection string";
+  }
+  std::string password;
+  for (auto* opt = parsed; opt->keyword != nullptr; ++opt) {
+    if (std::string_view{opt->keyword} == "password" && opt->val != nullptr) password = opt->val;
+  }
+  PQconninfoFree(parsed);
+
   // Our connect_timeout goes first so a value in the user's conninfo overrides it.
   const std::string timeout = std::to_string(std::max(timeouts.connect_timeout_s, 1));
   const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
@@ -166,6 +180,10 @@ std::string probe_database(const DbTarget& target, const PgTimeouts& timeouts) {
   }
   PQfinish(conn);
   while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+  // Belt and braces: no server message should echo the password, but never let one through.
+  for (std::size_t at; !password.empty() && (at = reason.find(password)) != std::string::npos;) {
+    reason.replace(at, password.size(), "***");
+  }
   return reason;
 }
 

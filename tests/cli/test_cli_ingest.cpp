@@ -212,6 +212,26 @@ TEST(CliIngest, OverlongLinesAreSkippedAndRejected) {
   EXPECT_NE(rejected[0].value("err", "").find("line too long"), std::string::npos);
 }
 
+TEST(CliIngest, LinesSpanningManyReadBuffersAreReassembled) {
+  TempDir home;
+  const std::string db = home.file("e.db");
+  // ~200 KB lines: each spans several 64 KiB reads, yet stays under the 1 MiB line limit.
+  const std::string big = std::string(200000, 'y');
+  std::string input;
+  for (int i = 0; i < 3; ++i) {
+    input += R"({"org_id":1,"event_name":"a.b","user_id":)" + std::to_string(i + 1) +
+             R"(,"metadata":{"blob":")" + big + "\"}}\n";
+  }
+  const auto r =
+      run_cli(home, {"--db", "sqlite:" + db, "ingest", "--max-metadata-bytes", "300000"}, input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(rows(db), 3);
+  EXPECT_EQ(sqlite_scalar(db,
+                          "SELECT min(length(json_extract(metadata, '$.blob'))) FROM "
+                          "analytics_events"),
+            200000);
+}
+
 TEST(CliIngest, LineExactlyAtTheLimitIsAccepted) {
   TempDir home;
   std::string line = event_line(1);
@@ -295,6 +315,43 @@ TEST(CliIngest, SigtermStopsReadingAndStillDelivers) {
   const auto s = summary_of(r);
   EXPECT_EQ(s["accepted"], 50);
   EXPECT_EQ(s.value("interrupted", false), true);
+}
+
+TEST(CliIngest, SecondSignalCutsTheFlushShortAndSpools) {
+  TempDir home;
+  // Nothing listens: delivery keeps failing, so only the second signal can end the long flush.
+  const std::string down =
+      "postgresql://nobody@127.0.0.1:" + std::to_string(closed_port()) + "/nothing";
+  RunOptions options =
+      cli_options(home, {"--db", down, "ingest", "--tee", "--flush-timeout", "120"});
+  options.input = many_lines(40);
+  options.keep_stdin_open = true;
+  options.timeout = std::chrono::milliseconds{30000};
+  const std::string teed = options.input;
+  bool signalled = false;
+  options.on_output = [&](pid_t pid, const RunResult& so_far) {
+    if (!signalled && so_far.out.size() >= teed.size()) {
+      ::kill(pid, SIGINT);
+      ::kill(pid, SIGINT);
+      signalled = true;
+    }
+    return false;
+  };
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = run_program(TRACKEVENT_BIN, options);
+  EXPECT_TRUE(signalled);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds{20});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const auto s = summary_of(r);
+  EXPECT_EQ(s["accepted"], 40);
+  EXPECT_EQ(s["spooled"], 40);
+  EXPECT_EQ(s["dropped"], 0);
+
+  // Nothing was lost: the spool delivers all of it later.
+  const std::string db = home.file("later.db");
+  const auto flushed = run_cli(home, {"--db", "sqlite:" + db, "flush"});
+  EXPECT_EQ(flushed.exit_code, 0) << flushed.err;
+  EXPECT_EQ(rows(db), 40);
 }
 
 }  // namespace

@@ -60,7 +60,18 @@ TEST(CliMigrate, PasswordsNeverReachTheLog) {
   EXPECT_EQ(r.exit_code, 69);
   EXPECT_EQ(r.err.find("s3cretpw"), std::string::npos) << r.err;
   const auto s = run_cli(home, {"--db", url, "ingest", "--strict"}, event_line(1) + "\n");
+  EXPECT_EQ(s.exit_code, 69);
   EXPECT_EQ(s.err.find("s3cretpw"), std::string::npos) << s.err;
+  // A malformed key=value string (libpq would quote it back, password and all): a usage error.
+  const std::string malformed = "host=127.0.0.1 password=s3cretpw port";
+  for (const char* cmd : {"migrate", "flush"}) {
+    const auto m = run_cli(home, {"--db", malformed, cmd});
+    EXPECT_EQ(m.exit_code, 64) << m.err;
+    EXPECT_EQ(m.err.find("s3cretpw"), std::string::npos) << m.err;
+  }
+  const auto m = run_cli(home, {"--db", malformed, "ingest", "--strict"}, event_line(1) + "\n");
+  EXPECT_EQ(m.exit_code, 64);
+  EXPECT_EQ(m.err.find("s3cretpw"), std::string::npos) << m.err;
 }
 
 TEST(CliIngestStrict, UnreachableDatabaseExits69) {
