@@ -19,8 +19,10 @@ namespace {
 namespace od = simdjson::ondemand;
 
 constexpr std::size_t kQuoteMax = 64;
-// PostgreSQL's numeric input refuses exponents beyond +-NUMERIC_MAX_PRECISION (1000).
-constexpr long kMaxMetadataExponent = 1000;
+// PostgreSQL's numeric (which jsonb uses for numbers) holds at most 131072 digits before the
+// decimal point and 16383 after it; jsonb refuses the whole value otherwise (checked on PG 15).
+constexpr long kPgMaxIntegerDigits = 131072;
+constexpr long kPgMaxScale = 16383;
 // Beyond this a number does not even fit a double; called out separately for ids.
 constexpr long kHugeExponent = 308;
 
@@ -206,6 +208,34 @@ NumberKind classify_number(std::string_view s, long& exponent) noexcept {
   return fraction ? NumberKind::kFraction : NumberKind::kInteger;
 }
 
+// Whether a grammatically valid JSON number fits PostgreSQL's numeric type.
+bool fits_pg_numeric(std::string_view tok) noexcept {
+  std::size_t i = tok.front() == '-' ? 1 : 0;
+  const std::size_t int_start = i;
+  while (i < tok.size() && is_digit(tok[i])) ++i;
+  const std::string_view int_part = tok.substr(int_start, i - int_start);
+  std::string_view frac_part;
+  if (i < tok.size() && tok[i] == '.') {
+    const std::size_t start = ++i;
+    while (i < tok.size() && is_digit(tok[i])) ++i;
+    frac_part = tok.substr(start, i - start);
+  }
+  long exponent = 0;
+  (void)classify_number(tok, exponent);
+  const long scale = static_cast<long>(frac_part.size()) - exponent;
+  if (scale > kPgMaxScale) return false;
+  // Position of the most significant digit relative to the decimal point; zero has none.
+  long msd;
+  if (int_part != "0") {
+    msd = static_cast<long>(int_part.size());
+  } else {
+    const std::size_t nz = frac_part.find_first_not_of('0');
+    if (nz == std::string_view::npos) return true;
+    msd = -static_cast<long>(nz);
+  }
+  return msd + exponent <= kPgMaxIntegerDigits;
+}
+
 // Validates `text` as a JSON object, enforcing the metadata limits. Iterative, so hostile nesting
 // cannot overflow the stack. Writes nothing: most metadata has no whitespace to strip, and then
 // the text is copied in one go.
@@ -365,9 +395,10 @@ class MetadataScanner {
     if (classify_number(tok, exponent) == NumberKind::kInvalid) {
       return "invalid JSON: bad number " + quote(tok) + " at byte " + byte_pos(base_ + start);
     }
-    if (exponent > kMaxMetadataExponent || exponent < -kMaxMetadataExponent) {
+    if (!fits_pg_numeric(tok)) {
       return "number " + quote(tok) + " at byte " + byte_pos(base_ + start) +
-             " is out of range for PostgreSQL (exponent beyond +-1000)";
+             " is out of range for PostgreSQL (at most 131072 digits before the decimal point "
+             "and 16383 after)";
     }
     return {};
   }

@@ -352,10 +352,22 @@ TEST(ParseLineReject, MetadataInvalidJsonInside) {
 }
 
 TEST(ParseLineReject, MetadataNumberOutOfRangeForPostgres) {
-  EXPECT_EQ(why(with_meta(R"({"a":1e1001})")),
-            "metadata: number '1e1001' at byte 48 is out of range for PostgreSQL (exponent beyond "
-            "+-1000)");
-  EXPECT_EQ(why(with_meta(R"({"a":1e1000,"b":1e-1000})")), "<accepted>");
+  // Boundaries measured against PostgreSQL 15's jsonb input.
+  const std::string tail =
+      " is out of range for PostgreSQL (at most 131072 digits before the decimal point and 16383 "
+      "after)";
+  EXPECT_EQ(why(with_meta(R"({"a":1e131072})")), "metadata: number '1e131072' at byte 48" + tail);
+  EXPECT_EQ(why(with_meta(R"({"a":1e-16384})")), "metadata: number '1e-16384' at byte 48" + tail);
+  EXPECT_EQ(why(with_meta(R"({"a":1.5e-16383})")),
+            "metadata: number '1.5e-16383' at byte 48" + tail);
+  EXPECT_EQ(why(with_meta(R"({"a":0.1e-16383})")),
+            "metadata: number '0.1e-16383' at byte 48" + tail);
+  EXPECT_EQ(why(with_meta(R"({"a":0.0e-20000})")),
+            "metadata: number '0.0e-20000' at byte 48" + tail);
+  EXPECT_EQ(why(with_meta(R"({"a":-1e999999999999})")),
+            "metadata: number '-1e999999999999' at byte 48" + tail);
+  EXPECT_EQ(why(with_meta(R"({"a":1e131071,"b":1e-16383,"c":0e999999,"d":-0.001e131073})")),
+            "<accepted>");
 }
 
 TEST(ParseLineReject, MetadataSizeLimit) {
