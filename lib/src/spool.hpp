@@ -60,7 +60,9 @@ class Spool {
   virtual std::vector<SpooledEvent> claim(std::size_t max, std::chrono::seconds lease) noexcept = 0;
   /// Deletes delivered events. Returns false on error.
   virtual bool remove(std::span<const std::int64_t> spool_ids) noexcept = 0;
-  /// Gives claimed events back (delivery failed) so any process may claim them again.
+  /// Gives claimed events back (delivery failed) so any process may claim them again. Only rows
+  /// this process still holds are released: once our lease has expired and another process has
+  /// claimed a row, releasing it would break that process's lease, so it is left alone.
   virtual bool release(std::span<const std::int64_t> spool_ids) noexcept = 0;
   /// Events currently in the spool (claimed or not); -1 on error.
   virtual std::int64_t count() noexcept = 0;

@@ -1,0 +1,589 @@
+// The spool (SQLite WAL shared by threads and processes) and the dead-letter file.
+
+#include "spool.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sqlite3.h>
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace fs = std::filesystem;
+using trackevent::Event;
+using trackevent::Uuid;
+using trackevent::detail::DeadLetters;
+using trackevent::detail::Spool;
+using trackevent::detail::SpoolError;
+using trackevent::detail::SpoolOptions;
+
+namespace {
+
+// A fresh directory under /tmp, removed (and unmounted, if a test mounted it) at the end.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/trackevent-spool-test-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const fs::path& path() const { return path_; }
+  void set_mounted() { mounted_ = true; }
+
+ private:
+  fs::path path_;
+  bool mounted_ = false;
+};
+
+Uuid uuid_for(std::uint64_t hi, std::uint64_t lo) {
+  Uuid u;
+  for (int i = 0; i < 8; ++i) {
+    u.bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(hi >> (56 - 8 * i));
+    u.bytes[static_cast<std::size_t>(8 + i)] = static_cast<std::uint8_t>(lo >> (56 - 8 * i));
+  }
+  return u;
+}
+
+Event make_event(std::int64_t org, std::int64_t user, std::string meta = "{}") {
+  Event e;
+  e.event_id = uuid_for(static_cast<std::uint64_t>(org), static_cast<std::uint64_t>(user));
+  e.org_id = org;
+  e.user_id = user;
+  e.event_name = "test.spooled";
+  e.metadata = std::move(meta);
+  e.occurred_at_us = 1'700'000'000'000'000 + user;
+  return e;
+}
+
+unsigned mode_of(const fs::path& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) return 0xFFFF;
+  return st.st_mode & 07777;
+}
+
+bool append_one(Spool& s, const Event& e) {
+  std::string err;
+  return s.append(std::span<const Event>(&e, 1), err);
+}
+
+std::vector<std::int64_t> ids_of(const std::vector<trackevent::detail::SpooledEvent>& rows) {
+  std::vector<std::int64_t> ids;
+  for (const auto& r : rows) ids.push_back(r.spool_id);
+  return ids;
+}
+
+int wait_child(pid_t pid) {
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Runs `body` in a forked child; its return value is the exit code. Children never return into
+// GoogleTest, and a hung child dies by alarm instead of hanging the suite.
+template <class F>
+pid_t spawn(F body) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::alarm(120);
+    int rc = 99;
+    try {
+      rc = body();
+    } catch (const std::exception& ex) {
+      std::fprintf(stderr, "child %d: %s\n", ::getpid(), ex.what());
+    }
+    std::fflush(nullptr);
+    ::_exit(rc);
+  }
+  return pid;
+}
+
+}  // namespace
+
+TEST(Spool, RoundTripsEveryField) {
+  TempDir tmp;
+  auto spool = Spool::open(tmp.path());
+  std::vector<Event> in;
+  Event a = make_event(7, 42, R"({"rows":1200,"name":"Zoë ✓","nested":{"a":[1,2,null]}})");
+  a.event_name = "dataset.uploaded";
+  a.occurred_at_us = -123'456;  // before 1970 still round-trips
+  in.push_back(a);
+  Event b = make_event(std::numeric_limits<std::int64_t>::max(), 1);
+  b.user_id.reset();  // system event: NULL user_id
+  b.event_name = "backup.completed";
+  b.metadata = "{}";
+  b.occurred_at_us = 1'764'331'200'123'456;
+  b.event_id.bytes.fill(0xff);
+  in.push_back(b);
+
+  std::string err;
+  ASSERT_TRUE(spool->append(in, err)) << err;
+  EXPECT_EQ(spool->count(), 2);
+  const auto out = spool->claim(10, std::chrono::seconds(60));
+  ASSERT_EQ(out.size(), 2U);
+  EXPECT_LT(out[0].spool_id, out[1].spool_id);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(out[i].event.event_id, in[i].event_id);
+    EXPECT_EQ(out[i].event.org_id, in[i].org_id);
+    EXPECT_EQ(out[i].event.user_id, in[i].user_id);
+    EXPECT_EQ(out[i].event.event_name, in[i].event_name);
+    EXPECT_EQ(out[i].event.metadata, in[i].metadata);
+    EXPECT_EQ(out[i].event.occurred_at_us, in[i].occurred_at_us);
+  }
+  EXPECT_EQ(spool->path(), tmp.path() / "spool.db");
+}
+
+TEST(Spool, ClaimRemoveRelease) {
+  TempDir tmp;
+  auto spool = Spool::open(tmp.path());
+  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(append_one(*spool, make_event(1, i)));
+
+  const auto first = spool->claim(2, std::chrono::seconds(60));  // oldest first
+  ASSERT_EQ(first.size(), 2U);
+  EXPECT_EQ(first[0].event.user_id, 1);
+  EXPECT_EQ(first[1].event.user_id, 2);
+  const auto rest = spool->claim(10, std::chrono::seconds(60));
+  ASSERT_EQ(rest.size(), 3U);
+  EXPECT_EQ(rest[0].event.user_id, 3);
+  EXPECT_TRUE(spool->claim(10, std::chrono::seconds(60)).empty()) << "all rows are leased";
+  EXPECT_TRUE(spool->claim(0, std::chrono::seconds(60)).empty());
+  EXPECT_EQ(spool->count(), 5) << "claimed rows still count";
+
+  ASSERT_TRUE(spool->release(ids_of(first)));
+  const auto again = spool->claim(10, std::chrono::seconds(60));
+  ASSERT_EQ(again.size(), 2U);
+  EXPECT_EQ(ids_of(again), ids_of(first));
+
+  ASSERT_TRUE(spool->remove(ids_of(again)));
+  ASSERT_TRUE(spool->remove(ids_of(rest)));
+  EXPECT_EQ(spool->count(), 0);
+  EXPECT_TRUE(spool->remove({}));
+  EXPECT_TRUE(spool->release({}));
+  std::string err;
+  EXPECT_TRUE(spool->append({}, err));
+}
+
+TEST(Spool, LeaseHidesRowsFromAnotherSpoolUntilItExpires) {
+  TempDir tmp;
+  auto a = Spool::open(tmp.path());
+  auto b = Spool::open(tmp.path());
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(append_one(*a, make_event(1, i)));
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(a->claim(10, std::chrono::seconds(1)).size(), 3U);
+  EXPECT_TRUE(b->claim(10, std::chrono::seconds(60)).empty());
+  EXPECT_EQ(b->count(), 3);
+  std::this_thread::sleep_until(t0 + std::chrono::milliseconds(1100));
+  const auto taken = b->claim(10, std::chrono::seconds(60));
+  ASSERT_EQ(taken.size(), 3U) << "an expired lease makes rows claimable again";
+  EXPECT_TRUE(a->claim(10, std::chrono::seconds(60)).empty());
+}
+
+TEST(Spool, ThreadsShareOneSpool) {
+  TempDir tmp;
+  auto spool = Spool::open(tmp.path());
+  constexpr int kWriters = 4;
+  constexpr int kPerWriter = 500;
+  std::atomic<int> writers_left{kWriters};
+  std::mutex mu;
+  std::multiset<std::pair<std::int64_t, std::int64_t>> removed;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kPerWriter; ++i) EXPECT_TRUE(append_one(*spool, make_event(w + 1, i)));
+      --writers_left;
+    });
+  }
+  for (int c = 0; c < 2; ++c) {
+    threads.emplace_back([&] {
+      for (;;) {
+        const bool done = writers_left.load() == 0;
+        const auto rows = spool->claim(37, std::chrono::seconds(60));
+        if (rows.empty()) {
+          if (done) return;
+          std::this_thread::yield();
+          continue;
+        }
+        EXPECT_TRUE(spool->remove(ids_of(rows)));
+        std::lock_guard lock(mu);
+        for (const auto& r : rows) removed.emplace(r.event.org_id, *r.event.user_id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(removed.size(), static_cast<std::size_t>(kWriters * kPerWriter));
+  EXPECT_EQ(std::set(removed.begin(), removed.end()).size(), removed.size()) << "claimed twice";
+  EXPECT_EQ(spool->count(), 0);
+}
+
+// Four processes append while two claim and remove; every event ends up removed exactly once or
+// still in the spool, and no row is claimed by two processes while its lease is live.
+TEST(Spool, ProcessesShareOneSpool) {
+  TempDir tmp;
+  const fs::path dir = tmp.path() / "spool";
+  const fs::path done_flag = tmp.path() / "appenders-done";
+  constexpr int kAppenders = 4;
+  constexpr int kPerAppender = 5000;
+  constexpr int kClaimers = 2;
+
+  std::vector<pid_t> appenders;
+  for (int a = 0; a < kAppenders; ++a) {
+    appenders.push_back(spawn([&, a] {
+      auto spool = Spool::open(dir);  // several processes create the spool at once
+      for (int i = 0; i < kPerAppender;) {
+        // Mix single-event and small-batch transactions.
+        const int n = std::min(kPerAppender - i, 1 + i % 4);
+        std::vector<Event> batch;
+        for (int k = 0; k < n; ++k) batch.push_back(make_event(a + 1, i + k));
+        std::string err;
+        if (!spool->append(batch, err)) {
+          std::fprintf(stderr, "append failed: %s\n", err.c_str());
+          return 2;
+        }
+        i += n;
+      }
+      return 0;
+    }));
+  }
+  std::vector<pid_t> claimers;
+  for (int c = 0; c < kClaimers; ++c) {
+    claimers.push_back(spawn([&, c] {
+      auto spool = Spool::open(dir);
+      std::FILE* out = std::fopen((tmp.path() / ("removed-" + std::to_string(c))).c_str(), "w");
+      if (out == nullptr) return 3;
+      for (;;) {
+        // Read the flag before claiming: an empty claim after it means the spool is drained.
+        const bool done = fs::exists(done_flag);
+        const auto rows = spool->claim(50, std::chrono::seconds(60));
+        if (rows.empty()) {
+          if (done) break;
+          ::usleep(500);
+          continue;
+        }
+        if (!spool->remove(ids_of(rows))) return 4;
+        for (const auto& r : rows) {
+          std::fprintf(out, "%lld %lld\n", static_cast<long long>(r.event.org_id),
+                       static_cast<long long>(r.event.user_id.value_or(-1)));
+        }
+      }
+      return std::fclose(out) == 0 ? 0 : 5;
+    }));
+  }
+  for (const pid_t p : appenders) EXPECT_EQ(wait_child(p), 0) << "appender " << p;
+  std::ofstream(done_flag).put('1');
+  for (const pid_t p : claimers) EXPECT_EQ(wait_child(p), 0) << "claimer " << p;
+
+  std::map<std::pair<std::int64_t, std::int64_t>, int> seen;
+  std::size_t removed = 0;
+  for (int c = 0; c < kClaimers; ++c) {
+    std::ifstream in(tmp.path() / ("removed-" + std::to_string(c)));
+    long long org = 0;
+    long long user = 0;
+    while (in >> org >> user) {
+      ++seen[{org, user}];
+      ++removed;
+    }
+  }
+  auto spool = Spool::open(dir);
+  for (const auto& r : spool->claim(1'000'000, std::chrono::seconds(60))) {
+    ++seen[{r.event.org_id, r.event.user_id.value_or(-1)}];
+  }
+  int duplicates = 0;
+  for (const auto& [key, n] : seen) duplicates += n > 1 ? 1 : 0;
+  EXPECT_EQ(duplicates, 0) << "an event was claimed and removed twice";
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(kAppenders * kPerAppender)) << "events lost";
+  for (int a = 1; a <= kAppenders; ++a) {
+    EXPECT_TRUE(seen.contains({a, 0}));
+    EXPECT_TRUE(seen.contains({a, kPerAppender - 1}));
+  }
+  EXPECT_GT(removed, 0U);
+  EXPECT_EQ(spool->count(), static_cast<std::int64_t>(seen.size() - removed));
+}
+
+TEST(Spool, ForkChildReopensItsOwnConnection) {
+  TempDir tmp;
+  auto spool = Spool::open(tmp.path());
+  ASSERT_TRUE(append_one(*spool, make_event(1, 1)));
+  const pid_t child = spawn([&] {
+    // Same object, new process: the spool must reconnect instead of sharing the parent's handle.
+    if (!append_one(*spool, make_event(1, 2))) return 1;
+    if (spool->count() != 2) return 2;
+    const auto rows = spool->claim(10, std::chrono::seconds(60));
+    if (rows.size() != 2) return 3;
+    if (!spool->release(ids_of(rows))) return 4;
+    return 0;
+  });
+  ASSERT_EQ(wait_child(child), 0);
+  // The parent's connection is unharmed by the child's.
+  EXPECT_EQ(spool->count(), 2);
+  EXPECT_TRUE(append_one(*spool, make_event(1, 3)));
+  EXPECT_EQ(spool->claim(10, std::chrono::seconds(60)).size(), 3U);
+}
+
+TEST(Spool, FilesAndDirectoriesArePrivate) {
+  TempDir tmp;
+  const mode_t old_umask = ::umask(0);  // the modes must not depend on the umask
+  const fs::path dir = tmp.path() / "a" / "b" / "spool";
+  std::unique_ptr<Spool> spool;
+  try {
+    spool = Spool::open(dir);
+  } catch (...) {
+    ::umask(old_umask);
+    throw;
+  }
+  ASSERT_TRUE(append_one(*spool, make_event(1, 1)));
+  ::umask(old_umask);
+  EXPECT_EQ(mode_of(tmp.path() / "a"), 0700U);
+  EXPECT_EQ(mode_of(tmp.path() / "a" / "b"), 0700U);
+  EXPECT_EQ(mode_of(dir), 0700U);
+  EXPECT_EQ(mode_of(dir / "spool.db"), 0600U);
+  EXPECT_EQ(mode_of(dir / "spool.db-wal"), 0600U);
+  EXPECT_EQ(mode_of(dir / "spool.db-shm"), 0600U);
+}
+
+TEST(Spool, LooseFileModeIsTightened) {
+  TempDir tmp;
+  { auto spool = Spool::open(tmp.path()); }
+  ASSERT_EQ(::chmod((tmp.path() / "spool.db").c_str(), 0644), 0);
+  auto spool = Spool::open(tmp.path());
+  EXPECT_EQ(mode_of(tmp.path() / "spool.db"), 0600U);
+}
+
+TEST(Spool, RefusesWorldWritableDirectory) {
+  TempDir tmp;
+  const fs::path dir = tmp.path() / "open";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(dir.c_str(), 0777), 0);
+  try {
+    (void)Spool::open(dir);
+    FAIL() << "a world-writable spool directory was accepted";
+  } catch (const SpoolError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(dir.string()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("0777"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("chmod 700"), std::string::npos) << msg;
+  }
+  EXPECT_FALSE(fs::exists(dir / "spool.db"));
+  ASSERT_EQ(::chmod(dir.c_str(), 0720), 0);  // group-writable is refused too
+  EXPECT_THROW((void)Spool::open(dir), SpoolError);
+}
+
+TEST(Spool, SymlinkedDirectoryWorksButSymlinkedFileIsRefused) {
+  TempDir tmp;
+  const fs::path real = tmp.path() / "real";
+  ASSERT_EQ(::mkdir(real.c_str(), 0700), 0);
+  fs::create_directory_symlink(real, tmp.path() / "link");
+  {
+    auto spool = Spool::open(tmp.path() / "link");  // e.g. a state dir moved to another disk
+    EXPECT_TRUE(append_one(*spool, make_event(1, 1)));
+    EXPECT_EQ(spool->count(), 1);
+  }
+  const fs::path other = tmp.path() / "other";
+  ASSERT_EQ(::mkdir(other.c_str(), 0700), 0);
+  std::ofstream(tmp.path() / "victim").put('x');
+  fs::create_symlink(tmp.path() / "victim", other / "spool.db");
+  EXPECT_THROW((void)Spool::open(other), SpoolError);
+}
+
+TEST(Spool, RefusesDirectoryOwnedByAnotherUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown a directory to another user";
+  TempDir tmp;
+  const fs::path dir = tmp.path() / "theirs";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(dir.c_str(), 65534, 65534), 0);
+  try {
+    (void)Spool::open(dir);
+    FAIL() << "a directory owned by another user was accepted";
+  } catch (const SpoolError& e) {
+    EXPECT_NE(std::string(e.what()).find("owned by uid 65534"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Spool, RefusesNewerSchema) {
+  TempDir tmp;
+  { auto spool = Spool::open(tmp.path()); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((tmp.path() / "spool.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  try {
+    (void)Spool::open(tmp.path());
+    FAIL() << "a newer schema was accepted";
+  } catch (const SpoolError& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version 99"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Spool, FullSyncOptionOpens) {
+  TempDir tmp;
+  auto spool = Spool::open(tmp.path(), SpoolOptions{.full_sync = true});
+  EXPECT_TRUE(append_one(*spool, make_event(1, 1)));
+  EXPECT_EQ(spool->count(), 1);
+}
+
+TEST(Spool, DiskFullFailsCleanly) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a tiny tmpfs needs root";
+  TempDir tmp;
+  if (::mount("tmpfs", tmp.path().c_str(), "tmpfs", 0, "size=256k") != 0) {
+    GTEST_SKIP() << "mount -t tmpfs not permitted here: " << std::strerror(errno);
+  }
+  tmp.set_mounted();
+  const fs::path dir = tmp.path() / "spool";  // the tmpfs root itself is mode 1777
+  auto spool = Spool::open(dir);
+  const std::string meta = R"({"pad":")" + std::string(1000, 'x') + R"("})";
+  std::int64_t ok = 0;
+  std::string err;
+  bool failed = false;
+  for (int i = 0; i < 10'000 && !failed; ++i) {
+    const Event e = make_event(1, i, meta);
+    err.clear();
+    bool appended = false;
+    EXPECT_NO_THROW(appended = spool->append(std::span<const Event>(&e, 1), err));
+    if (appended) {
+      ++ok;
+    } else {
+      failed = true;
+    }
+  }
+  ASSERT_TRUE(failed) << "256 KiB never filled up";
+  std::printf("appended %lld events before: %s\n", static_cast<long long>(ok), err.c_str());
+  EXPECT_GT(ok, 0);
+  EXPECT_TRUE(err.find("full") != std::string::npos || err.find("disk") != std::string::npos)
+      << err;
+  EXPECT_EQ(spool->count(), ok);
+  const Event more = make_event(2, 1, meta);
+  EXPECT_FALSE(spool->append(std::span<const Event>(&more, 1), err));
+  EXPECT_EQ(spool->count(), ok);
+}
+
+TEST(Spool, DefaultDirectoryFollowsEnvironment) {
+  const auto saved = [](const char* name) -> std::optional<std::string> {
+    const char* v = std::getenv(name);
+    return v == nullptr ? std::nullopt : std::optional<std::string>(v);
+  };
+  const auto spool_dir = saved("TRACKEVENT_SPOOL_DIR");
+  const auto state = saved("XDG_STATE_HOME");
+  const auto home = saved("HOME");
+  ::setenv("TRACKEVENT_SPOOL_DIR", "/x/spool", 1);
+  ::setenv("XDG_STATE_HOME", "/x/state", 1);
+  ::setenv("HOME", "/x/home", 1);
+  EXPECT_EQ(trackevent::detail::default_spool_dir(), fs::path("/x/spool"));
+  ::unsetenv("TRACKEVENT_SPOOL_DIR");
+  EXPECT_EQ(trackevent::detail::default_spool_dir(), fs::path("/x/state/trackevent"));
+  ::setenv("XDG_STATE_HOME", "relative", 1);  // ignored, per the XDG spec
+  EXPECT_EQ(trackevent::detail::default_spool_dir(), fs::path("/x/home/.local/state/trackevent"));
+  ::unsetenv("XDG_STATE_HOME");
+  ::unsetenv("HOME");
+  EXPECT_FALSE(trackevent::detail::default_spool_dir().empty());  // from the password database
+  const auto restore = [](const char* name, const std::optional<std::string>& v) {
+    if (v) {
+      ::setenv(name, v->c_str(), 1);
+    } else {
+      ::unsetenv(name);
+    }
+  };
+  restore("TRACKEVENT_SPOOL_DIR", spool_dir);
+  restore("XDG_STATE_HOME", state);
+  restore("HOME", home);
+}
+
+TEST(DeadLetters, WritesOneJsonObjectPerLine) {
+  TempDir tmp;
+  const fs::path dir = tmp.path() / "dl";
+  DeadLetters dl(dir);
+  EXPECT_EQ(dl.path(), dir / "dead-letter.jsonl");
+  Event e = make_event(3, 4, R"({"rows":12,"ok":true})");
+  Event sys = make_event(5, 6, "not json {");
+  sys.user_id.reset();
+  ASSERT_TRUE(dl.append(e, "value too long for type", "22001"));
+  ASSERT_TRUE(dl.append(sys, "bad metadata", ""));
+
+  EXPECT_EQ(mode_of(dir), 0700U);
+  EXPECT_EQ(mode_of(dl.path()), 0600U);
+  std::ifstream in(dl.path());
+  std::string line;
+  std::vector<nlohmann::json> lines;
+  while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 2U);
+  const auto& j = lines[0];
+  EXPECT_EQ(j.at("event_id"), e.event_id.to_string());
+  EXPECT_EQ(j.at("org_id"), 3);
+  EXPECT_EQ(j.at("user_id"), 4);
+  EXPECT_EQ(j.at("event_name"), "test.spooled");
+  EXPECT_EQ(j.at("metadata"), nlohmann::json::parse(e.metadata)) << "metadata stays a JSON value";
+  EXPECT_EQ(j.at("occurred_at"), trackevent::format_rfc3339(e.occurred_at_us));
+  EXPECT_EQ(j.at("error"), "value too long for type");
+  EXPECT_EQ(j.at("sqlstate"), "22001");
+  EXPECT_TRUE(j.at("at").is_string());
+  EXPECT_TRUE(lines[1].at("user_id").is_null());
+  EXPECT_EQ(lines[1].at("metadata"), "not json {") << "unparsable metadata is kept as a string";
+  EXPECT_TRUE(lines[1].at("sqlstate").is_null());
+}
+
+TEST(DeadLetters, ConcurrentWritersNeverInterleave) {
+  TempDir tmp;
+  DeadLetters dl(tmp.path());
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 150;
+  // Big lines make interleaving likely if writes were not whole.
+  const std::string meta = R"({"pad":")" + std::string(3000, 'y') + R"("})";
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        EXPECT_TRUE(dl.append(make_event(t + 1, i, meta), "rejected", "23514"));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::ifstream in(dl.path());
+  std::string line;
+  std::set<std::pair<std::int64_t, std::int64_t>> seen;
+  std::size_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << "torn line " << n;
+    seen.emplace(j.at("org_id").get<std::int64_t>(), j.at("user_id").get<std::int64_t>());
+  }
+  EXPECT_EQ(n, static_cast<std::size_t>(kThreads * kPerThread));
+  EXPECT_EQ(seen.size(), n);
+}
+
+TEST(DeadLetters, UnwritableDirectoryReturnsFalse) {
+  TempDir tmp;
+  const fs::path dir = tmp.path() / "open";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(dir.c_str(), 0777), 0);
+  DeadLetters dl(dir);
+  EXPECT_FALSE(dl.append(make_event(1, 1), "x", "22000"));
+  std::string why;
+  EXPECT_FALSE(dl.append(make_event(1, 1), "x", "22000", why));
+  EXPECT_NE(why.find("writable by group or others"), std::string::npos) << why;
+  EXPECT_FALSE(fs::exists(dl.path()));
+}
