@@ -398,6 +398,18 @@ if [[ $profile -eq 1 && $have_te -eq 1 ]]; then
   else
     note "perf record -e cpu-clock failed: $(tail -c 200 "$work/perf-all.log" | tr '\n' ' ')"
   fi
+  if [[ -x $BUILD_DIR/bench/bench_track ]] &&
+     perf record -e cpu-clock -F 4999 -o "$work/perf-track.data" -- "$BUILD_DIR/bench/bench_track" \
+       --benchmark_filter='BM_track_no_metadata/real_time/threads:1$' --benchmark_min_time=2 \
+       >/dev/null 2>"$work/perf-track.log"; then
+    {
+      echo
+      echo "## bench_track (track() without metadata, 1 thread): hottest functions, perf cpu-clock"
+      echo
+      perf report -i "$work/perf-track.data" --no-children --comm bench_track --sort sym --stdio \
+        --percentage relative 2>/dev/null | grep -v '^#' | grep '%' | head -30
+    } >>"$prof"
+  fi
   log "profile written to $prof"
   set -e -o pipefail
 fi
