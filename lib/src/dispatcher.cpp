@@ -141,8 +141,9 @@ void Dispatcher::deliver(const std::shared_ptr<const std::vector<Event>>& batch)
       continue;
     }
 
-    sink_failed(failure, unsent);
+    // Spool first: the events must not depend on the reporting (and its callback) succeeding.
     for (const auto part : out.unsent) spool_events(part, "sink failed");
+    sink_failed(failure, unsent);
     return;
   }
 }
@@ -252,9 +253,6 @@ void Dispatcher::drain_spool_once() {
   for (auto& c : claimed) events.push_back(std::move(c.event));
   Outcome out;
   write_isolating(events, out);
-  Counters::add(s_.counters.stored, out.stored);
-  Counters::add(s_.counters.duplicates, out.duplicates);
-  Counters::add(s_.counters.unspooled, out.stored + out.duplicates);
 
   std::vector<bool> unsent(events.size(), false);
   for (const auto part : out.unsent) {
@@ -268,10 +266,14 @@ void Dispatcher::drain_spool_once() {
   }
   if (!done.empty() && !s_.spool.remove(done)) {
     log::write_limited(log::Level::warn, "spool.remove",
-                       "could not remove delivered events from "
-                       "the spool; they will be delivered again (harmless: ids are idempotent)",
+                       "could not remove delivered events from the spool; they will be "
+                       "delivered again (harmless: delivery is idempotent on event_id)",
                        {{"events", done.size()}});
   }
+  // Counted once the spool no longer holds them, so stats never show an event in both places.
+  Counters::add(s_.counters.stored, out.stored);
+  Counters::add(s_.counters.duplicates, out.duplicates);
+  Counters::add(s_.counters.unspooled, out.stored + out.duplicates);
   if (!back.empty()) {
     s_.spool.release(back);
     sink_failed(*out.failure, back.size());
