@@ -2,6 +2,7 @@
 
 #include "trackevent/log.hpp"
 
+#include "commands/completions.hpp"
 #include "commands/events.hpp"
 #include "commands/flush.hpp"
 #include "commands/ingest.hpp"
@@ -54,6 +55,8 @@ constexpr Command kCommands[] = {
      &attach<IngestOptions, setup_ingest, run_ingest>},
     {"flush", "deliver what is in the local spool", &attach<FlushOptions, setup_flush, run_flush>},
     {"events", "list the event catalog", &attach<EventsOptions, setup_events, run_events>},
+    {"completions", "print a completion script for bash, zsh or fish",
+     &attach<CompletionsOptions, setup_completions, run_completions>},
 };
 
 std::string level_check(const std::string& value) {
@@ -69,11 +72,14 @@ void setup_globals(CLI::App& app, GlobalOptions& g) {
       ->type_name("URL");
   app.add_option("--log-format", g.log_format, "log lines on stderr: json or text")
       ->capture_default_str()
+      ->type_name("FORMAT")
       ->check(CLI::IsMember({"json", "text"}));
-  app.add_option("--log-level", g.log_level, "trace|debug|info|warn|error|critical|off")
+  app.add_option("--log-level", g.log_level, "least severe log line shown")
       ->capture_default_str()
       ->type_name("LEVEL")
-      ->check(CLI::Validator(level_check, ""));
+      // Described like IsMember ("{a,b}") so help and the completion scripts list the levels;
+      // the check itself also takes "warning", as log::parse_level does.
+      ->check(CLI::Validator(level_check, "{trace,debug,info,warn,error,critical,off}"));
   app.add_flag("-q,--quiet", g.quiet, "log errors only");
   app.add_option("--catalog", g.catalog,
                  "event catalog (JSON); names outside it are rejected (default: "

@@ -12,7 +12,9 @@
 namespace trackevent::cli {
 
 void setup_events(CLI::App& app, EventsOptions& o) {
-  app.add_flag("--json", o.json, "print a JSON array of {name, description}");
+  auto* json = app.add_flag("--json", o.json, "print a JSON array of {name, description}");
+  app.add_flag("--names", o.names, "print only the names, one per line (no header)")
+      ->excludes(json);
 }
 
 int run_events(const EventsOptions& o, const GlobalOptions& global) {
@@ -23,7 +25,7 @@ int run_events(const EventsOptions& o, const GlobalOptions& global) {
   }
   static const std::vector<CatalogEntry> kNone;
   const auto& entries = loaded.catalog ? loaded.catalog->entries() : kNone;
-  if (!loaded.catalog) {
+  if (!loaded.catalog && !o.names) {
     log::warn("no event catalog configured (use --catalog FILE or TRACKEVENT_CATALOG)");
   }
   if (o.json) {
@@ -31,6 +33,10 @@ int run_events(const EventsOptions& o, const GlobalOptions& global) {
     for (const auto& e : entries)
       list.push_back({{"name", e.name}, {"description", e.description}});
     std::puts(list.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return exit_code::ok;
+  }
+  if (o.names) {
+    for (const auto& e : entries) std::printf("%s\n", e.name.c_str());
     return exit_code::ok;
   }
   if (entries.empty()) return exit_code::ok;

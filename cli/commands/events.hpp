@@ -1,5 +1,5 @@
 #pragma once
-// `trackevent events [--json]`: list the event catalog.
+// `trackevent events [--json | --names]`: list the event catalog.
 
 #include "global_options.hpp"
 
@@ -10,6 +10,8 @@ namespace trackevent::cli {
 struct EventsOptions {
   /// A JSON array of {"name","description"} instead of the table.
   bool json = false;
+  /// Only the names, one per line (for shell completion and scripts).
+  bool names = false;
 };
 
 void setup_events(CLI::App& app, EventsOptions& options);

@@ -7,6 +7,7 @@
 #include "delivery.hpp"
 #include "exit_codes.hpp"
 #include "line_reader.hpp"
+#include "progress.hpp"
 #include "signals.hpp"
 #include "tee.hpp"
 
@@ -27,6 +28,7 @@ struct Input {
   std::string name;  // the "source" of rejection log lines: the path as given, or "stdin"
   int fd = -1;
   bool regular = false;
+  std::uint64_t size = 0;  // bytes to read, for regular files (progress ETA)
   bool owned = false;
   Input() = default;
   Input(const Input&) = delete;
@@ -39,6 +41,15 @@ struct Input {
 bool is_regular(int fd) {
   struct stat st {};
   return ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/// Bytes left to read in a regular file (its size past the current offset); 0 otherwise.
+std::uint64_t bytes_left(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+  const off_t at = ::lseek(fd, 0, SEEK_CUR);
+  if (at < 0 || at >= st.st_size) return 0;
+  return static_cast<std::uint64_t>(st.st_size - at);
 }
 
 /// Opens every input up front, so a typo in the last path fails before anything is stored.
@@ -60,6 +71,7 @@ bool open_inputs(const IngestOptions& options, std::vector<std::unique_ptr<Input
       input->owned = true;
     }
     input->regular = is_regular(input->fd);
+    input->size = input->regular ? bytes_left(input->fd) : 0;
     inputs.push_back(std::move(input));
   }
   return true;
@@ -84,15 +96,20 @@ Limits limits_from(const IngestOptions& o) {
 /// its rejection. Stops early on SIGINT/SIGTERM. Returns false on a read error.
 template <typename Accept>
 bool read_inputs(const std::vector<std::unique_ptr<Input>>& inputs, const IngestOptions& options,
-                 const ParseOptions& parse_options, Tee* tee, RunCounts& counts, Accept&& accept) {
+                 const ParseOptions& parse_options, Tee* tee, Progress* progress, RunCounts& counts,
+                 Accept&& accept) {
   LineReader::Hooks hooks;
   hooks.should_stop = [] { return stop_signals() > 0; };
   if (tee != nullptr) hooks.on_consumed = [tee](std::string_view bytes) { tee->write(bytes); };
 
+  std::uint64_t bytes_before = 0;  // read from the inputs already finished
   for (const auto& input : inputs) {
     LineReader reader{input->fd, options.max_line_bytes, hooks};
     LineReader::Line line;
     for (;;) {
+      if (progress != nullptr) {
+        progress->update(counts.read, counts.rejected, bytes_before + reader.bytes_read());
+      }
       const auto status = reader.next(line);
       if (status == LineReader::Status::end) break;
       if (status == LineReader::Status::stopped) {
@@ -127,6 +144,19 @@ bool read_inputs(const std::vector<std::unique_ptr<Input>>& inputs, const Ingest
       }
       accept(std::get<Event>(std::move(parsed)));
     }
+    bytes_before += reader.bytes_read();
+  }
+  return true;
+}
+
+/// --progress / --no-progress, else the defaults documented on IngestOptions::progress.
+bool want_progress(const IngestOptions& o, const GlobalOptions& global,
+                   const std::vector<std::unique_ptr<Input>>& inputs) {
+  if (o.progress != 0) return o.progress > 0;
+  if (global.quiet || ::isatty(STDERR_FILENO) != 1) return false;
+  if (o.tee && ::isatty(STDOUT_FILENO) == 1) return false;  // tee'd lines would cross it
+  for (const auto& input : inputs) {
+    if (!input->regular) return false;
   }
   return true;
 }
@@ -155,6 +185,7 @@ void setup_ingest(CLI::App& app, IngestOptions& o) {
          "when the queue is full while reading a pipe: spool to disk, drop (lost, counted), "
          "or block the producer; regular files always block")
       ->capture_default_str()
+      ->type_name("POLICY")
       ->check(CLI::IsMember({"spool", "drop", "block"}));
   app.add_option("--flush-timeout", o.flush_timeout_s,
                  "seconds the final flush may take; what is left is spooled")
@@ -165,6 +196,10 @@ void setup_ingest(CLI::App& app, IngestOptions& o) {
                "write each event to the local spool before it counts as accepted (the library's "
                "TrackerOptions::durable), so a crash loses nothing accepted; slower");
   app.add_flag("--check", o.check, "validate only: store nothing, touch no database");
+  app.add_flag("--progress,!--no-progress", o.progress,
+               "show a progress line on stderr (--no-progress: never); default: when stderr is a "
+               "terminal, every input is a regular file, and neither -q nor --tee to a terminal")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_flag("--strict", o.strict,
                "exit 69 when the database cannot take events (checked before reading, and "
                "anything spooled at the end) instead of spooling quietly; a full queue then "
@@ -207,8 +242,21 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
   std::optional<Tee> tee;
   if (o.tee) tee.emplace(STDOUT_FILENO);
 
+  std::optional<Progress> progress;
+  if (want_progress(o, global, inputs)) {
+    std::uint64_t total = 0;  // unknown (no percentage, no ETA) unless every input is a file
+    bool sized = true;
+    for (const auto& input : inputs) {
+      sized = sized && input->regular;
+      total += input->size;
+    }
+    progress.emplace(STDERR_FILENO, sized ? total : 0);
+  }
+  Progress* shown = progress ? &*progress : nullptr;
+
   RunCounts counts;
   const auto finish = [&] {
+    if (progress) progress->finish();
     counts.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - started)
                             .count();
@@ -217,7 +265,7 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
   };
 
   if (o.check) {
-    const bool ok = read_inputs(inputs, o, parse_options, tee ? &*tee : nullptr, counts,
+    const bool ok = read_inputs(inputs, o, parse_options, tee ? &*tee : nullptr, shown, counts,
                                 [&](Event&&) { ++counts.accepted; });
     const int status = finish();
     return ok ? status : exit_code::failure;
@@ -255,10 +303,10 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
       const StopSignalsBlocked blocked;  // the Tracker's threads must not take our signals
       tracker = std::make_unique<Tracker>(std::move(options));
     }
-    read_ok =
-        read_inputs(inputs, o, parse_options, tee ? &*tee : nullptr, counts, [&](Event&& event) {
-          if (tracker->track(std::move(event))) ++counts.accepted;
-        });
+    read_ok = read_inputs(inputs, o, parse_options, tee ? &*tee : nullptr, shown, counts,
+                          [&](Event&& event) {
+                            if (tracker->track(std::move(event))) ++counts.accepted;
+                          });
     const FlushResult flushed = finish_delivery(*tracker, seconds_to_ms(o.flush_timeout_s));
     counts.stats = tracker->stats();
     counts.left_in_memory = flushed.complete ? 0 : flushed.remaining;

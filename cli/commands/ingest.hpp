@@ -27,6 +27,10 @@ struct IngestOptions {
   bool durable = false;
   bool check = false;
   bool strict = false;
+  /// --progress (1) / --no-progress (-1), the last one wins; 0 (neither): shown when stderr is a
+  /// terminal, every input is a regular file, -q is not given, and --tee is not writing to a
+  /// terminal too.
+  int progress = 0;
   std::size_t connections = 1;
   std::size_t max_line_bytes = 1024 * 1024;
   std::size_t max_metadata_bytes = 32 * 1024;
