@@ -13,7 +13,7 @@ namespace {
 // Short enough that a second signal cuts the flush off promptly.
 constexpr std::chrono::milliseconds kFlushSlice{100};
 
-std::uint64_t spooled_total(const RunCounts& c) { return c.stats.spooled + c.left_in_memory; }
+std::uint64_t spooled_total(const RunCounts& c) { return c.stats.spooled; }
 
 }  // namespace
 
@@ -54,6 +54,8 @@ void log_summary(const RunCounts& c) {
   };
   if (c.interrupted) fields["interrupted"] = true;
   if (!c.database.empty()) fields["database"] = c.database;
+  // Report rate-limited lines now, so the summary is the last line a script has to look at.
+  log::flush_suppressed();
   log::info("summary", fields);
 }
 

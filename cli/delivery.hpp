@@ -26,9 +26,7 @@ struct RunCounts {
   std::uint64_t accepted = 0;  ///< parsed and taken by the Tracker
   std::uint64_t rejected = 0;  ///< refused by the parser (or by track())
   std::uint64_t blank = 0;
-  Stats stats;  ///< the Tracker's counters after the final flush
-  std::uint64_t left_in_memory =
-      0;  ///< not delivered by the flush; the Tracker's destructor spools them
+  Stats stats;  ///< the Tracker's final counters (Tracker::close): spooled and dropped are exact
   /// --strict (without --durable, which spools by design): anything spooled means the database
   /// could not take it.
   bool strict = false;
@@ -37,7 +35,7 @@ struct RunCounts {
   std::string database;  ///< password-free, empty for --check
 };
 
-/// Logs the "summary" info line.
+/// Logs the "summary" info line, as the run's last log line (suppressed-line reports go first).
 void log_summary(const RunCounts& counts);
 /// The exit status DESIGN.md assigns to these counts: 74 lost > 69 (--strict and spooled) >
 /// 65 rejected > 0.

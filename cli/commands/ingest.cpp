@@ -307,11 +307,10 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
                           [&](Event&& event) {
                             if (tracker->track(std::move(event))) ++counts.accepted;
                           });
-    const FlushResult flushed = finish_delivery(*tracker, seconds_to_ms(o.flush_timeout_s));
-    counts.stats = tracker->stats();
-    counts.left_in_memory = flushed.complete ? 0 : flushed.remaining;
+    finish_delivery(*tracker, seconds_to_ms(o.flush_timeout_s));
+    // Final counters: what the flush left is spooled now, and what could not be is dropped.
+    counts.stats = tracker->close(std::chrono::milliseconds{0});
     counts.rejected += counts.stats.rejected;
-    // ~Tracker spools whatever the flush did not deliver.
   }
   counts.interrupted = counts.interrupted || stop_signals() > 0;
   const int status = finish();

@@ -135,11 +135,11 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
     for (auto& event : events) {
       if (tracker->track(std::move(event))) ++counts.accepted;
     }
-    const FlushResult flushed = finish_delivery(*tracker, seconds_to_ms(o.timeout_s));
-    counts.stats = tracker->stats();
-    counts.left_in_memory = flushed.complete ? 0 : flushed.remaining;
+    finish_delivery(*tracker, seconds_to_ms(o.timeout_s));
+    // Final counters: what the flush left is spooled now, and what could not be is dropped.
+    counts.stats = tracker->close(std::chrono::milliseconds{0});
     counts.rejected += counts.stats.rejected;
-    tracker.reset();  // spools what the flush did not deliver
+    tracker.reset();
   }
   counts.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now() - started)

@@ -112,7 +112,8 @@ void Dispatcher::deliver(const std::shared_ptr<const std::vector<Event>>& batch)
     Outcome out;
     s_.set_in_flight(batch);
     write_isolating(all, out);
-    s_.set_in_flight(nullptr);
+    // close() gave up on this write and spooled the batch itself; nothing left to count here.
+    if (!s_.release_in_flight()) return;
     Counters::add(s_.counters.stored, out.stored);
     Counters::add(s_.counters.duplicates, out.duplicates);
     std::size_t unsent = 0;
@@ -286,18 +287,21 @@ void Dispatcher::drain_spool_once() {
 void Dispatcher::spool_events(std::span<const Event> events, std::string_view why) {
   if (events.empty()) return;
   std::string error;
-  if (s_.spool.append(events, error)) {
-    Counters::add(s_.counters.spooled, events.size());
-    settle(events.size());
-    log::write_limited(log::Level::info, "spool.append", "events spooled for later delivery",
-                       {{"events", events.size()}, {"reason", why}});
-    return;
-  }
-  Counters::add(s_.counters.dropped, events.size());
+  // Chunked: one failed transaction (e.g. a disk filling up) loses only its own chunk, and the
+  // counters say exactly how many events made it.
+  const std::size_t kept = s_.spool.append_chunked(events, error);
+  Counters::add(s_.counters.spooled, kept);
   settle(events.size());
+  if (kept > 0) {
+    log::write_limited(log::Level::info, "spool.append", "events spooled for later delivery",
+                       {{"events", kept}, {"reason", why}});
+  }
+  const std::size_t lost = events.size() - kept;
+  if (lost == 0) return;
+  Counters::add(s_.counters.dropped, lost);
   report(log::Level::critical, "spool.failed", "events lost: could not spool them",
-         {{"events", events.size()}, {"reason", why}, {"err", error}},
-         {"events lost: could not spool them", error, "", events.size()});
+         {{"events", lost}, {"reason", why}, {"err", error}},
+         {"events lost: could not spool them", error, "", lost});
 }
 
 void Dispatcher::spool_everything_left() {

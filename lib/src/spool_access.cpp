@@ -1,12 +1,14 @@
 #include "spool_access.hpp"
 
+#include <algorithm>
 #include <exception>
 #include <system_error>
 #include <utility>
 
 namespace trackevent::detail {
 
-SpoolAccess::SpoolAccess(std::filesystem::path dir) : dir_(std::move(dir)) {}
+SpoolAccess::SpoolAccess(std::filesystem::path dir, SpoolOptions options)
+    : dir_(std::move(dir)), options_(options) {}
 
 Spool* SpoolAccess::open_locked(bool create, std::string& error) noexcept {
   if (spool_) return spool_.get();
@@ -22,7 +24,7 @@ Spool* SpoolAccess::open_locked(bool create, std::string& error) noexcept {
       std::error_code ec;
       if (!std::filesystem::exists(dir_ / "spool.db", ec)) return nullptr;
     }
-    spool_ = Spool::open(dir_);
+    spool_ = Spool::open(dir_, options_);
     if (!spool_) throw SpoolError("spool could not be opened");
     last_failure_.reset();
     return spool_.get();
@@ -40,6 +42,18 @@ bool SpoolAccess::append(std::span<const Event> events, std::string& error) noex
   std::lock_guard lock(mutex_);
   Spool* spool = open_locked(true, error);
   return spool != nullptr && spool->append(events, error);
+}
+
+std::size_t SpoolAccess::append_chunked(std::span<const Event> events, std::string& error,
+                                        std::size_t chunk) noexcept {
+  chunk = std::max<std::size_t>(chunk, 1);
+  std::size_t kept = 0;
+  while (!events.empty()) {
+    const auto part = events.first(std::min(chunk, events.size()));
+    if (append(part, error)) kept += part.size();
+    events = events.subspan(part.size());
+  }
+  return kept;
 }
 
 std::vector<SpooledEvent> SpoolAccess::claim(std::size_t max, std::chrono::seconds lease) noexcept {

@@ -23,11 +23,19 @@ namespace trackevent::detail {
 class SpoolAccess {
  public:
   /// `dir` empty: default_spool_dir(), resolved at first use.
-  explicit SpoolAccess(std::filesystem::path dir);
+  explicit SpoolAccess(std::filesystem::path dir, SpoolOptions options = {});
+
+  /// Events per transaction in append_chunked(): a failed transaction loses at most this many.
+  static constexpr std::size_t kChunk = 1000;
 
   /// Appends in one transaction. False, with the reason in `error`, when the spool cannot be
   /// opened or the append fails.
   bool append(std::span<const Event> events, std::string& error) noexcept;
+  /// Appends in transactions of at most `chunk` events, going on after a failed one (a full
+  /// disk may still take a smaller chunk). Returns how many events were committed; the reason
+  /// of the last failure is in `error`.
+  std::size_t append_chunked(std::span<const Event> events, std::string& error,
+                             std::size_t chunk = kChunk) noexcept;
   /// Claims from a spool that already exists (never creates one); empty when there is none.
   std::vector<SpooledEvent> claim(std::size_t max, std::chrono::seconds lease) noexcept;
   bool remove(std::span<const std::int64_t> ids) noexcept;
@@ -42,6 +50,7 @@ class SpoolAccess {
 
   std::mutex mutex_;
   std::filesystem::path dir_;
+  SpoolOptions options_;
   std::unique_ptr<Spool> spool_;
   std::optional<std::chrono::steady_clock::time_point> last_failure_;
   std::string last_error_;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -49,8 +50,8 @@ std::shared_ptr<Sink> open_sink(const TrackerOptions& options) {
   return nullptr;
 }
 
-// Used by a destructor that gave up waiting on a hung sink: spools the batch being written and
-// everything still queued, from the destructor's thread.
+// Used by close() once it gave up waiting on a hung sink: spools the batch being written and
+// everything still queued, from the closing thread, counting exactly what could not be spooled.
 void spool_leftovers(TrackerState& s) {
   std::vector<Event> events;
   if (auto in_flight = s.take_in_flight()) events = *in_flight;
@@ -66,13 +67,12 @@ void spool_leftovers(TrackerState& s) {
   }
   if (events.empty()) return;
   std::string error;
-  if (s.spool.append(events, error)) {
-    Counters::add(s.counters.spooled, events.size());
-  } else {
-    Counters::add(s.counters.dropped, events.size());
-    log::write(log::Level::critical, "events lost: could not spool them at shutdown",
-               {{"events", events.size()}, {"err", error}});
-  }
+  const std::size_t kept = s.spool.append_chunked(events, error);
+  Counters::add(s.counters.spooled, kept);
+  if (kept == events.size()) return;
+  Counters::add(s.counters.dropped, events.size() - kept);
+  log::write(log::Level::critical, "events lost: could not spool them at shutdown",
+             {{"events", events.size() - kept}, {"spooled", kept}, {"err", error}});
 }
 
 }  // namespace
@@ -86,20 +86,31 @@ class Tracker::Impl {
     thread_ = std::thread([state = state_] { detail::Dispatcher(state).run(); });
   }
 
-  ~Impl() {
+  ~Impl() { close(state_->options.shutdown_timeout); }
+
+  Stats close(std::chrono::milliseconds timeout) noexcept {
+    std::lock_guard lock(close_mutex_);
+    if (closed_) return final_;
     auto& s = *state_;
-    const auto timeout = std::max(s.options.shutdown_timeout, std::chrono::milliseconds::zero());
-    s.begin_shutdown(s.clock->now() + timeout);
-    if (s.wait_finished_until(std::chrono::steady_clock::now() + timeout + kShutdownMargin)) {
-      thread_.join();
-      return;
+    try {
+      timeout = std::max(timeout, std::chrono::milliseconds::zero());
+      s.begin_shutdown(s.clock->now() + timeout);
+      if (s.wait_finished_until(std::chrono::steady_clock::now() + timeout + kShutdownMargin)) {
+        thread_.join();
+      } else {
+        // The dispatcher is stuck in a sink write past its deadline. Do not wait on the sink:
+        // spool what it holds and leave the thread to finish (or not) on its own.
+        log::warn("database write still running at the shutdown deadline; spooling and moving on",
+                  {{"shutdown_timeout_ms", timeout.count()}});
+        spool_leftovers(s);
+        thread_.detach();
+      }
+    } catch (...) {
+      // Only thread join/detach can throw here (never for a joinable thread we own).
     }
-    // The dispatcher is stuck in a sink write past its deadline. Do not wait on the sink: spool
-    // what it holds and leave the thread to finish (or not) on its own.
-    log::warn("database write still running at the shutdown deadline; spooling and moving on",
-              {{"shutdown_timeout_ms", timeout.count()}});
-    spool_leftovers(s);
-    thread_.detach();
+    closed_ = true;
+    final_ = s.counters.snapshot();
+    return final_;
   }
 
   Impl(const Impl&) = delete;
@@ -152,7 +163,11 @@ class Tracker::Impl {
     return {false, static_cast<std::uint64_t>(std::max<std::int64_t>(s.in_memory.load(), 0))};
   }
 
-  [[nodiscard]] Stats stats() const noexcept { return state_->counters.snapshot(); }
+  [[nodiscard]] Stats stats() const noexcept {
+    std::lock_guard lock(close_mutex_);
+    // After close() a detached dispatcher may still bump counters; the final ones stay final.
+    return closed_ ? final_ : state_->counters.snapshot();
+  }
   [[nodiscard]] const Limits& limits() const noexcept { return state_->options.limits; }
 
  private:
@@ -181,6 +196,9 @@ class Tracker::Impl {
 
   std::shared_ptr<TrackerState> state_;
   std::thread thread_;
+  mutable std::mutex close_mutex_;
+  bool closed_ = false;
+  Stats final_;
 };
 
 Tracker::Tracker(TrackerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -235,5 +253,7 @@ FlushResult Tracker::flush(std::chrono::milliseconds timeout) noexcept {
 }
 
 Stats Tracker::stats() const noexcept { return impl_->stats(); }
+
+Stats Tracker::close(std::chrono::milliseconds timeout) noexcept { return impl_->close(timeout); }
 
 }  // namespace trackevent

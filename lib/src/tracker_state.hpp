@@ -123,6 +123,12 @@ struct TrackerState {
     std::lock_guard lock(stop_mutex);
     in_flight = std::move(batch);
   }
+  /// Called by the dispatcher when its write returns. False when close() took the batch meanwhile
+  /// (and already counted it as spooled or dropped): the dispatcher must not count it again.
+  bool release_in_flight() {
+    std::lock_guard lock(stop_mutex);
+    return std::exchange(in_flight, nullptr) != nullptr;
+  }
   std::shared_ptr<const std::vector<Event>> take_in_flight() {
     std::lock_guard lock(stop_mutex);
     return std::exchange(in_flight, nullptr);

@@ -321,6 +321,47 @@ TEST_F(TrackerTest, DestructorIsBoundedWithAHungSinkAndSpoolsTheRest) {
   ASSERT_TRUE(sink_->wait_completed(1));
 }
 
+TEST_F(TrackerTest, CloseReturnsFinalCountersWithAHungSink) {
+  sink_->close_gate();
+  auto o = options();
+  o.batch_size = 3;
+  auto tracker = std::make_unique<Tracker>(o);
+  for (std::uint32_t i = 0; i < 3; ++i) tracker->track(make_event(i));
+  ASSERT_TRUE(sink_->wait_entered(1));  // held at the gate past the close deadline
+  tracker->track(make_event(3));
+  tracker->track(make_event(4));
+  const auto started = std::chrono::steady_clock::now();
+  const Stats stats = tracker->close(100ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_EQ(stats.accepted, 5u);
+  EXPECT_EQ(stats.spooled, 5u);
+  EXPECT_EQ(stats.dropped, 0u);
+  EXPECT_EQ(spool_count(), 5);
+  EXPECT_EQ(tracker->close(1s).spooled, 5u);  // idempotent
+  sink_->open_gate();
+  ASSERT_TRUE(sink_->wait_completed(1));
+  EXPECT_EQ(tracker->stats().spooled, 5u);  // the late write changes nothing after close()
+  tracker.reset();
+}
+
+TEST_F(TrackerTest, CloseCountsWhatCouldNotBeSpooledAsDropped) {
+  sink_->close_gate();
+  auto o = options();
+  o.batch_size = 1;
+  std::ofstream(dir_ / "blocker") << "a file, not a directory";
+  o.spool_dir = dir_ / "blocker" / "spool";  // cannot be created: every spool write fails
+  auto tracker = std::make_unique<Tracker>(o);
+  tracker->track(make_event(0));
+  ASSERT_TRUE(sink_->wait_entered(1));
+  for (std::uint32_t i = 1; i < 4; ++i) tracker->track(make_event(i));
+  const Stats stats = tracker->close(0ms);
+  EXPECT_EQ(stats.accepted, 4u);
+  EXPECT_EQ(stats.spooled, 0u);
+  EXPECT_EQ(stats.dropped, 4u);
+  sink_->open_gate();
+  tracker.reset();
+}
+
 TEST_F(TrackerTest, DestructorDeliversWhatIsQueued) {
   {
     Tracker tracker(options());

@@ -1,24 +1,24 @@
 #pragma once
 /// Tracker: fire-and-forget recording of analytics events.
 
+#include "trackevent/event.hpp"
+#include "trackevent/options.hpp"
+#include "trackevent/stats.hpp"
+
+#include <nlohmann/json_fwd.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string_view>
 
-#include <nlohmann/json_fwd.hpp>
-
-#include "trackevent/event.hpp"
-#include "trackevent/options.hpp"
-#include "trackevent/stats.hpp"
-
 namespace trackevent {
 
 /// What flush() achieved before its deadline.
 struct FlushResult {
-  bool complete = false;       ///< every event queued before the call was delivered or spooled
-  std::uint64_t remaining = 0; ///< events still in memory when the deadline passed
+  bool complete = false;        ///< every event queued before the call was delivered or spooled
+  std::uint64_t remaining = 0;  ///< events still in memory when the deadline passed
 };
 
 /// Records events in the background. track() never blocks (unless OverflowPolicy::block), never
@@ -27,7 +27,7 @@ struct FlushResult {
 class Tracker {
  public:
   explicit Tracker(TrackerOptions options = TrackerOptions::from_env());
-  /// Delivers what is queued within shutdown_timeout, spools the rest, stops the thread.
+  /// close(shutdown_timeout) unless close() was called already.
   ~Tracker();
   Tracker(const Tracker&) = delete;
   Tracker& operator=(const Tracker&) = delete;
@@ -47,6 +47,13 @@ class Tracker {
   FlushResult flush(std::chrono::milliseconds timeout) noexcept;
 
   [[nodiscard]] Stats stats() const noexcept;
+
+  /// Stops accepting (later track() calls spool on the caller's thread), delivers for up to
+  /// `timeout`, spools the rest in chunks, and stops the dispatcher thread (or, if a sink write
+  /// hangs past the deadline, spools that batch too and leaves the thread behind). Returns the
+  /// final counters: everything accepted is stored, duplicate, rejected_by_db, spooled or
+  /// dropped, exactly. Idempotent: later calls (and stats()) return the same counters.
+  Stats close(std::chrono::milliseconds timeout) noexcept;
 
  private:
   class Impl;
