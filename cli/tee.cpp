@@ -7,10 +7,36 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace trackevent::cli {
 
+Tee::~Tee() {
+  // Only stops the thread: the Tracker behind durable_ may be gone by now.
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
 void Tee::write(std::string_view bytes) noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    if (holding_) {
+      try {
+        held_.append(bytes);
+        return;
+      } catch (...) {
+        // Out of memory: echo at once rather than lose the bytes (durability of the echo lost).
+      }
+    }
+  }
+  write_now(bytes);
+}
+
+void Tee::write_now(std::string_view bytes) noexcept {
   while (fd_ >= 0 && !bytes.empty()) {
     const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
     if (n > 0) {
@@ -33,6 +59,74 @@ void Tee::write(std::string_view bytes) noexcept {
     }
     fd_ = -1;
   }
+}
+
+// Takes what is held, asks whether it is durable, and echoes it or puts it back in front.
+void Tee::echo_durable() noexcept {
+  std::string chunk;
+  {
+    std::lock_guard lock(mutex_);
+    chunk.swap(held_);
+  }
+  if (chunk.empty()) return;
+  bool durable = false;
+  try {
+    durable = durable_();
+  } catch (...) {
+  }
+  if (durable) {
+    write_now(chunk);
+    return;
+  }
+  std::lock_guard lock(mutex_);
+  try {
+    chunk.append(held_);
+    held_.swap(chunk);
+  } catch (...) {
+    write_now(chunk);  // out of memory: echo rather than lose input
+  }
+}
+
+void Tee::hold_until(std::function<bool()> durable) {
+  std::lock_guard guard(mutex_);
+  if (holding_) return;
+  durable_ = std::move(durable);
+  holding_ = true;
+  stop_ = false;
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mutex_);
+    while (!stop_) {
+      cv_.wait_for(lock, kHoldInterval, [&] { return stop_; });
+      if (stop_) break;
+      lock.unlock();
+      echo_durable();
+      lock.lock();
+    }
+  });
+}
+
+void Tee::stop_holding() noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    if (!thread_.joinable()) return;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  try {
+    thread_.join();
+  } catch (...) {
+  }
+  echo_durable();  // end of input: one last sync covers every line read
+}
+
+void Tee::release_held() noexcept {
+  std::string chunk;
+  {
+    std::lock_guard lock(mutex_);
+    holding_ = false;
+    chunk.swap(held_);
+  }
+  write_now(chunk);
 }
 
 }  // namespace trackevent::cli

@@ -302,14 +302,21 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
     {
       const StopSignalsBlocked blocked;  // the Tracker's threads must not take our signals
       tracker = std::make_unique<Tracker>(std::move(options));
+      // --durable --tee: echo a line only once its event is in the spool (a kill -9 then loses
+      // no echoed line). The holding thread is made here too, with our signals blocked.
+      if (tee && o.durable) {
+        tee->hold_until([t = tracker.get()] { return t->sync(std::chrono::seconds{5}); });
+      }
     }
     read_ok = read_inputs(inputs, o, parse_options, tee ? &*tee : nullptr, shown, counts,
                           [&](Event&& event) {
                             if (tracker->track(std::move(event))) ++counts.accepted;
                           });
+    if (tee) tee->stop_holding();
     finish_delivery(*tracker, seconds_to_ms(o.flush_timeout_s));
     // Final counters: what the flush left is spooled now, and what could not be is dropped.
     counts.stats = tracker->close(std::chrono::milliseconds{0});
+    if (tee) tee->release_held();  // lines never made durable: delivered now, or counted lost
     counts.rejected += counts.stats.rejected;
   }
   counts.interrupted = counts.interrupted || stop_signals() > 0;

@@ -26,7 +26,11 @@ nlohmann::json user_id_json(const Event& e) {
 Dispatcher::Dispatcher(std::shared_ptr<TrackerState> state)
     : state_(std::move(state)),
       s_(*state_),
-      batcher_(s_.options.batch_size, s_.options.flush_interval),
+      // Durable mode batches group commits to the spool; delivery then goes by spool claims.
+      batcher_(s_.options.durable ? kGroupMax : s_.options.batch_size,
+               s_.options.durable
+                   ? std::min<Clock::duration>(s_.options.flush_interval, kGroupInterval)
+                   : Clock::duration{s_.options.flush_interval}),
       retry_backoff_(kFirstRetry, kMaxRetryDelay, s_.options.jitter) {
   pending_.reserve(std::max<std::size_t>(s_.options.batch_size, 1));
 }
@@ -55,6 +59,7 @@ Clock::duration Dispatcher::idle_wait(bool stopping) const {
 }
 
 bool Dispatcher::step() {
+  if (s_.options.durable) return step_durable();
   const bool stopping = s_.is_stopping();
   if (stopping && s_.past_deadline()) {
     spool_everything_left();
@@ -87,6 +92,92 @@ bool Dispatcher::step() {
     if (drain_due_ && !stopping) drain_spool_once();
   }
   return true;
+}
+
+// Durable mode (write-ahead): events go from the queue to the spool in group commits, and are
+// delivered from the spool (claim, write, remove). A crash at any point leaves every committed
+// event in the spool for the next run or `trackevent flush`.
+bool Dispatcher::step_durable() {
+  const bool stopping = s_.is_stopping();
+  if (stopping && s_.past_deadline()) {
+    spool_everything_left();
+    for (auto& m : sync_markers_) m->complete(false);
+    sync_markers_.clear();
+    return false;
+  }
+
+  std::size_t popped = 0;
+  bool commit_now = false;
+  const bool tried_pop = batcher_.room() > 0;
+  if (tried_pop) {
+    popped_.clear();
+    popped = s_.queue.pop(popped_, batcher_.room(), durable_wait(stopping));
+    for (auto& item : popped_) {
+      if (item.is_control()) {
+        (item.marker->sync_only() ? sync_markers_ : markers_).push_back(std::move(item.marker));
+        commit_now = true;
+      } else {
+        pending_.push_back(std::move(item.event));
+        batcher_.add(item.queued_at);
+      }
+    }
+  }
+  const auto now = s_.clock->now();
+  if (!pending_.empty() && (commit_now || stopping || batcher_.due(now))) commit_group();
+  if (pending_.empty()) {
+    for (auto& m : sync_markers_) m->complete(!commit_failed_);
+    if (!sync_markers_.empty()) commit_failed_ = false;
+    sync_markers_.clear();
+  }
+
+  // Deliver from the spool: right after a commit or a successful drain, and every so often
+  // while our events wait there (the sink failing, or rows leased by another process).
+  if (s_.durable_backlog.load() > 0 && now >= next_backlog_poll_) drain_due_ = true;
+  if (drain_due_ && !(failing_ && now < next_probe_)) {
+    next_backlog_poll_ = now + std::chrono::milliseconds{100};
+    drain_spool_once();
+  }
+
+  if (pending_.empty() && backlog_settled()) complete_markers();
+  return !(stopping && tried_pop && popped == 0 && pending_.empty() && backlog_settled());
+}
+
+// Our spooled events are delivered, or cannot be for now (they stay spooled, which is settled).
+bool Dispatcher::backlog_settled() const {
+  return s_.durable_backlog.load() <= 0 || failing_ || !s_.sink;
+}
+
+Clock::duration Dispatcher::durable_wait(bool stopping) const {
+  if (stopping || drain_due_) return Clock::duration::zero();
+  const auto now = s_.clock->now();
+  Clock::duration wait = kIdleWait;
+  if (const auto deadline = batcher_.next_deadline()) wait = *deadline - now;
+  if (s_.durable_backlog.load() > 0) {
+    wait = std::min(
+        wait, (failing_ ? std::max(next_probe_, next_backlog_poll_) : next_backlog_poll_) - now);
+  }
+  return std::max(wait, Clock::duration::zero());
+}
+
+void Dispatcher::commit_group() {
+  auto batch = std::make_shared<const std::vector<Event>>(std::move(pending_));
+  pending_ = {};
+  batcher_.reset();
+  std::string error;
+  // One transaction per group (at most kGroupMax events): the fsync is shared by the group.
+  if (s_.spool.append(*batch, error)) {
+    for (const auto& e : *batch) own_.insert(e.event_id);
+    s_.durable_backlog.fetch_add(static_cast<std::int64_t>(batch->size()));
+    settle(batch->size());
+    drain_due_ = true;
+    return;
+  }
+  commit_failed_ = true;
+  report(log::Level::error, "spool.durable_failed",
+         "events not durable: could not write them to the spool; delivering them directly",
+         {{"events", batch->size()}, {"err", error}},
+         {"events not durable: could not write them to the spool", error, "", batch->size()});
+  deliver(batch);  // best effort without the write-ahead: stored, spooled or counted as dropped
 }
 
 void Dispatcher::send_pending() {
@@ -186,6 +277,7 @@ void Dispatcher::write_isolating(std::span<const Event> batch, Outcome& out) {
   if (batch.size() == 1) {
     dead_letter(batch.front(), *result.failure);
     ++out.dead_lettered;
+    out.dead.push_back(&batch.front());
     return;
   }
   const std::size_t half = batch.size() / 2;
@@ -245,8 +337,9 @@ void Dispatcher::sink_succeeded() {
 // One spool batch per call, so live events queued meanwhile go first on the next iteration.
 void Dispatcher::drain_spool_once() {
   drain_due_ = false;
-  if (failing_ || !s_.sink) return;
-  auto claimed = s_.spool.claim(std::max<std::size_t>(s_.options.batch_size, 1), kSpoolLease);
+  if (!s_.sink || (failing_ && s_.clock->now() < next_probe_)) return;
+  const auto lease = s_.options.durable ? kDurableLease : kSpoolLease;
+  auto claimed = s_.spool.claim(std::max<std::size_t>(s_.options.batch_size, 1), lease);
   if (claimed.empty()) return;
 
   std::vector<Event> events;
@@ -271,15 +364,28 @@ void Dispatcher::drain_spool_once() {
                        "delivered again (harmless: delivery is idempotent on event_id)",
                        {{"events", done.size()}});
   }
+  // Our own durable events are live deliveries, not replays; older leftovers are unspooled.
+  std::size_t own_dead = 0;
+  for (const Event* e : out.dead) own_dead += own_.contains(e->event_id) ? 1 : 0;
+  std::size_t own_done = 0;
+  for (std::size_t i = 0; i < events.size() && !own_.empty(); ++i) {
+    if (unsent[i]) continue;
+    if (const auto it = own_.find(events[i].event_id); it != own_.end()) {
+      own_.erase(it);
+      ++own_done;
+    }
+  }
   // Counted once the spool no longer holds them, so stats never show an event in both places.
   Counters::add(s_.counters.stored, out.stored);
   Counters::add(s_.counters.duplicates, out.duplicates);
-  Counters::add(s_.counters.unspooled, out.stored + out.duplicates);
+  Counters::add(s_.counters.unspooled, out.stored + out.duplicates - (own_done - own_dead));
+  s_.durable_backlog.fetch_sub(static_cast<std::int64_t>(own_done));
   if (!back.empty()) {
     s_.spool.release(back);
     sink_failed(*out.failure, back.size());
     return;
   }
+  sink_succeeded();
   log::debug("delivered events from the spool", {{"events", done.size()}});
   drain_due_ = true;
 }

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,6 +35,12 @@ class Dispatcher {
   static constexpr std::chrono::seconds kMaxRetryTime{10};
   static constexpr std::chrono::seconds kHoldProbe{30};
   static constexpr std::chrono::seconds kSpoolLease{120};
+  /// Durable mode: a group commit holds at most this many events and waits at most this long.
+  static constexpr std::size_t kGroupMax = 1000;
+  static constexpr std::chrono::milliseconds kGroupInterval{20};
+  /// Durable mode's lease on its own spool rows: short, so that after a crash mid-write the next
+  /// run (or `trackevent flush`) can claim them soon; a late double delivery is harmless.
+  static constexpr std::chrono::seconds kDurableLease{10};
 
   explicit Dispatcher(std::shared_ptr<TrackerState> state);
 
@@ -48,9 +55,14 @@ class Dispatcher {
     std::size_t dead_lettered = 0;
     std::vector<std::span<const Event>> unsent;  // not written: the sink failed (retry/hold)
     std::optional<Failure> failure;              // why the unsent parts were not written
+    std::vector<const Event*> dead;              // the dead-lettered rows
   };
 
   bool step();  // one loop iteration; false when the thread should end
+  bool step_durable();
+  [[nodiscard]] Clock::duration durable_wait(bool stopping) const;
+  void commit_group();
+  [[nodiscard]] bool backlog_settled() const;
   [[nodiscard]] Clock::duration idle_wait(bool stopping) const;
   void send_pending();
   void deliver(const std::shared_ptr<const std::vector<Event>>& batch);
@@ -74,6 +86,12 @@ class Dispatcher {
   std::vector<Event> pending_;
   std::vector<QueueItem> popped_;
   std::vector<std::shared_ptr<FlushMarker>> markers_;
+  // Durable mode: sync() markers, completed once pending_ is committed to the spool.
+  std::vector<std::shared_ptr<FlushMarker>> sync_markers_;
+  bool commit_failed_ = false;  // a group commit failed since the last sync marker completed
+  // Durable mode: ids of our events in the spool, to tell our deliveries from older leftovers.
+  std::multiset<Uuid> own_;
+  Clock::time_point next_backlog_poll_{};
   bool flush_now_ = false;  // a flush marker is waiting on pending_
   bool drain_due_ = false;  // a write just succeeded: try the spool next
   bool failing_ = false;    // the sink failed; batches go to the spool until next_probe_

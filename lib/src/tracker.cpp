@@ -110,6 +110,8 @@ class Tracker::Impl {
     }
     closed_ = true;
     final_ = s.counters.snapshot();
+    // Durable mode: our events still in the spool (committed, not delivered) are spooled.
+    final_.spooled += static_cast<std::uint64_t>(std::max<std::int64_t>(s.durable_backlog, 0));
     return final_;
   }
 
@@ -150,7 +152,7 @@ class Tracker::Impl {
   FlushResult flush(std::chrono::milliseconds timeout) noexcept {
     auto& s = *state_;
     try {
-      if (s.in_memory.load() <= 0) return {true, 0};
+      if (s.in_memory.load() <= 0 && s.durable_backlog.load() <= 0) return {true, 0};
       auto marker = std::make_shared<detail::FlushMarker>();
       QueueItem item;
       item.marker = marker;
@@ -161,6 +163,22 @@ class Tracker::Impl {
     } catch (...) {
     }
     return {false, static_cast<std::uint64_t>(std::max<std::int64_t>(s.in_memory.load(), 0))};
+  }
+
+  bool sync(std::chrono::milliseconds timeout) noexcept {
+    auto& s = *state_;
+    if (!s.options.durable) return flush(timeout).complete;
+    try {
+      if (s.in_memory.load() <= 0) return true;
+      auto marker = std::make_shared<detail::FlushMarker>(/*sync_only=*/true);
+      QueueItem item;
+      item.marker = marker;
+      if (s.queue.push_control(std::move(item))) {
+        return marker->wait_for(std::max(timeout, std::chrono::milliseconds::zero()));
+      }
+    } catch (...) {
+    }
+    return s.in_memory.load() <= 0;
   }
 
   [[nodiscard]] Stats stats() const noexcept {
@@ -255,5 +273,7 @@ FlushResult Tracker::flush(std::chrono::milliseconds timeout) noexcept {
 Stats Tracker::stats() const noexcept { return impl_->stats(); }
 
 Stats Tracker::close(std::chrono::milliseconds timeout) noexcept { return impl_->close(timeout); }
+
+bool Tracker::sync(std::chrono::milliseconds timeout) noexcept { return impl_->sync(timeout); }
 
 }  // namespace trackevent

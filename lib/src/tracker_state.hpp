@@ -25,22 +25,32 @@ namespace trackevent::detail {
 /// events are delivered or spooled; abandoned (never completed) when flush() times out.
 class FlushMarker {
  public:
-  void complete() {
+  FlushMarker() = default;
+  /// `sync_only`: durable mode's sync(), done once the events before it are in the spool
+  /// (not necessarily delivered).
+  explicit FlushMarker(bool sync_only) : sync_only_(sync_only) {}
+
+  void complete(bool ok = true) {
     {
       std::lock_guard lock(mutex_);
       done_ = true;
+      ok_ = ok;
     }
     cv_.notify_all();
   }
+  /// True when completed in time and successfully.
   bool wait_for(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, timeout, [&] { return done_; });
+    return cv_.wait_for(lock, timeout, [&] { return done_; }) && ok_;
   }
+  [[nodiscard]] bool sync_only() const noexcept { return sync_only_; }
 
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
   bool done_ = false;
+  bool ok_ = false;
+  const bool sync_only_ = false;
 };
 
 /// One queue slot: an event, or a flush marker (a control item that FIFO order puts after the
@@ -77,7 +87,8 @@ struct TrackerState {
         clock(options.clock ? options.clock : std::make_shared<SteadyClock>()),
         sink(std::move(chosen_sink)),
         queue(options.queue_capacity),
-        spool(options.spool_dir) {}
+        // --durable: every group commit is fsynced (synchronous=FULL).
+        spool(options.spool_dir, SpoolOptions{.full_sync = options.durable}) {}
 
   const TrackerOptions options;
   const std::shared_ptr<Clock> clock;
@@ -85,8 +96,12 @@ struct TrackerState {
   BoundedQueue<QueueItem> queue;
   SpoolAccess spool;
   Counters counters;
-  /// Events accepted into the queue and not yet stored, dead-lettered, spooled or dropped.
+  /// Events accepted into the queue and not yet stored, dead-lettered, spooled or dropped
+  /// (durable mode: not yet committed to the spool).
   std::atomic<std::int64_t> in_memory{0};
+  /// Durable mode: this Tracker's events committed to the spool and not delivered yet. close()
+  /// counts what is left as spooled.
+  std::atomic<std::int64_t> durable_backlog{0};
 
   /// Starts shutdown: no more pushes; deliver until `deadline` (Clock time), then spool.
   void begin_shutdown(Clock::time_point deadline) {

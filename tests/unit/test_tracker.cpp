@@ -362,6 +362,45 @@ TEST_F(TrackerTest, CloseCountsWhatCouldNotBeSpooledAsDropped) {
   tracker.reset();
 }
 
+TEST_F(TrackerTest, DurableEventsAreSpooledBeforeSyncReturnsThenDeliveredAndRemoved) {
+  sink_->close_gate();  // nothing can be delivered yet: sync() must not depend on the sink
+  auto o = options();
+  o.durable = true;
+  Tracker tracker(o);
+  for (std::uint32_t i = 0; i < 10; ++i) tracker.track(make_event(i));
+  ASSERT_TRUE(tracker.sync(30s));
+  EXPECT_EQ(spool_count(), 10);
+  EXPECT_EQ(sink_->stored_count(), 0u);
+
+  sink_->open_gate();
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  EXPECT_TRUE(eventually([&] { return spool_count() == 0; }));
+  const Stats stats = tracker.close(5s);
+  EXPECT_EQ(stats.accepted, 10u);
+  EXPECT_EQ(stats.stored, 10u);
+  EXPECT_EQ(stats.unspooled, 0u);  // our own events, not replays of older leftovers
+  EXPECT_EQ(stats.spooled, 0u);
+  EXPECT_EQ(sink_->stored_count(), 10u);
+}
+
+TEST_F(TrackerTest, DurableCloseCountsWhatIsStillInTheSpool) {
+  sink_->close_gate();
+  auto o = options();
+  o.durable = true;
+  auto tracker = std::make_unique<Tracker>(o);
+  for (std::uint32_t i = 0; i < 7; ++i) tracker->track(make_event(i));
+  ASSERT_TRUE(tracker->sync(30s));
+  ASSERT_TRUE(sink_->wait_entered(1));  // the drain is stuck in the sink
+  const Stats stats = tracker->close(100ms);
+  EXPECT_EQ(stats.accepted, 7u);
+  EXPECT_EQ(stats.spooled, 7u);
+  EXPECT_EQ(stats.dropped, 0u);
+  EXPECT_EQ(spool_count(), 7);
+  sink_->open_gate();
+  ASSERT_TRUE(sink_->wait_completed(1));
+  tracker.reset();
+}
+
 TEST_F(TrackerTest, DestructorDeliversWhatIsQueued) {
   {
     Tracker tracker(options());

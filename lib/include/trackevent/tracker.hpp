@@ -46,6 +46,12 @@ class Tracker {
   /// Waits until everything queued before the call is delivered or spooled, or `timeout` passes.
   FlushResult flush(std::chrono::milliseconds timeout) noexcept;
 
+  /// TrackerOptions::durable: waits until every event tracked before the call is committed to
+  /// the spool (fsynced), so a crash from then on loses none of them. False when `timeout`
+  /// passed first or a group commit failed (those events are then delivered without the
+  /// write-ahead). Without durable, the same as flush(timeout).complete.
+  bool sync(std::chrono::milliseconds timeout) noexcept;
+
   [[nodiscard]] Stats stats() const noexcept;
 
   /// Stops accepting (later track() calls spool on the caller's thread), delivers for up to
