@@ -9,7 +9,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -84,26 +87,53 @@ class Tracker::Impl {
     state_ = std::make_shared<TrackerState>(std::move(options), std::move(sink));
     // The thread owns a reference too: if a hung sink outlives the destructor, so does the state.
     thread_ = std::thread([state = state_] { detail::Dispatcher(state).run(); });
+    static std::once_flag once;
+    std::call_once(once, [] { ::pthread_atfork(&atfork_prepare, &atfork_parent, &atfork_child); });
+    const std::lock_guard lock(registry().mutex);
+    registry().live.push_back(this);
   }
 
-  ~Impl() { close(state_->options.shutdown_timeout); }
+  ~Impl() {
+    {
+      const std::lock_guard lock(registry().mutex);
+      auto& live = registry().live;
+      live.erase(std::remove(live.begin(), live.end(), this), live.end());
+    }
+    close(state_->options.shutdown_timeout);
+  }
 
   Stats close(std::chrono::milliseconds timeout) noexcept {
     std::lock_guard lock(close_mutex_);
     if (closed_) return final_;
+    {
+      const std::lock_guard fork_lock(fork_mutex_);
+      if (forked_.load()) {
+        // A forked child that never used the Tracker: the parent's state is not ours to touch.
+        replace_parent_state(false);
+        closed_ = true;
+        final_ = Stats{};
+        return final_;
+      }
+    }
     auto& s = *state_;
     try {
-      timeout = std::max(timeout, std::chrono::milliseconds::zero());
-      s.begin_shutdown(s.clock->now() + timeout);
-      if (s.wait_finished_until(std::chrono::steady_clock::now() + timeout + kShutdownMargin)) {
-        thread_.join();
-      } else {
-        // The dispatcher is stuck in a sink write past its deadline. Do not wait on the sink:
-        // spool what it holds and leave the thread to finish (or not) on its own.
-        log::warn("database write still running at the shutdown deadline; spooling and moving on",
-                  {{"shutdown_timeout_ms", timeout.count()}});
+      if (!thread_.joinable()) {
+        // Only after a failed restart in a forked child: nobody drains the queue but us.
+        s.begin_shutdown(s.clock->now());
         spool_leftovers(s);
-        thread_.detach();
+      } else {
+        timeout = std::max(timeout, std::chrono::milliseconds::zero());
+        s.begin_shutdown(s.clock->now() + timeout);
+        if (s.wait_finished_until(std::chrono::steady_clock::now() + timeout + kShutdownMargin)) {
+          thread_.join();
+        } else {
+          // The dispatcher is stuck in a sink write past its deadline. Do not wait on the sink:
+          // spool what it holds and leave the thread to finish (or not) on its own.
+          log::warn("database write still running at the shutdown deadline; spooling and moving on",
+                    {{"shutdown_timeout_ms", timeout.count()}});
+          spool_leftovers(s);
+          thread_.detach();
+        }
       }
     } catch (...) {
       // Only thread join/detach can throw here (never for a joinable thread we own).
@@ -119,7 +149,7 @@ class Tracker::Impl {
   Impl& operator=(const Impl&) = delete;
 
   bool enqueue(Event&& event) noexcept {
-    auto& s = *state_;
+    auto& s = state();
     try {
       Counters::add(s.counters.accepted);
       QueueItem item{std::move(event), s.clock->now(), nullptr};
@@ -141,7 +171,7 @@ class Tracker::Impl {
   }
 
   void reject(const Event& event, std::string_view reason) noexcept {
-    Counters::add(state_->counters.rejected);
+    Counters::add(state().counters.rejected);
     log::write_limited(log::Level::error, "track.rejected", "rejected event",
                        {{"source", "track"},
                         {"event_name", event.event_name},
@@ -150,7 +180,7 @@ class Tracker::Impl {
   }
 
   FlushResult flush(std::chrono::milliseconds timeout) noexcept {
-    auto& s = *state_;
+    auto& s = state();
     try {
       if (s.in_memory.load() <= 0 && s.durable_backlog.load() <= 0) return {true, 0};
       auto marker = std::make_shared<detail::FlushMarker>();
@@ -166,7 +196,7 @@ class Tracker::Impl {
   }
 
   bool sync(std::chrono::milliseconds timeout) noexcept {
-    auto& s = *state_;
+    auto& s = state();
     if (!s.options.durable) return flush(timeout).complete;
     try {
       if (s.in_memory.load() <= 0) return true;
@@ -212,8 +242,77 @@ class Tracker::Impl {
     return false;
   }
 
+  // Fork safety. A child process inherits this Tracker without its dispatcher thread, and with
+  // whatever locks other parent threads held at fork() time (the queue's among them). So the
+  // child never touches the parent's state: pthread_atfork marks every live Tracker as forked,
+  // and the child's first track()/flush()/sync() starts over with a fresh state (queue, spool
+  // handle, counters), a new dispatcher and a NEW sink connection. The parent's state, and with
+  // it the parent's libpq connection, is leaked in the child on purpose: PQfinish() there would
+  // send a Terminate message on the socket the parent still uses. The events the parent had
+  // queued are dropped in the child: the parent still holds them and delivers them (copying
+  // them would be harmless, as delivery is idempotent on event_id, but needs the parent's queue
+  // lock across fork). A sink given in TrackerOptions::sink is the caller's object and is
+  // shared with the child as is. Not restarted: the child's stats start from zero.
+  struct Registry {
+    std::mutex mutex;
+    std::vector<Impl*> live;
+  };
+  static Registry& registry() {
+    static auto* r = new Registry;  // never destroyed: fork handlers may run during exit
+    return *r;
+  }
+  // Lock order: the registry, then each Tracker's fork_mutex_ in registration order.
+  static void atfork_prepare() noexcept {
+    registry().mutex.lock();
+    for (Impl* impl : registry().live) impl->fork_mutex_.lock();
+  }
+  static void atfork_parent() noexcept {
+    for (Impl* impl : registry().live) impl->fork_mutex_.unlock();
+    registry().mutex.unlock();
+  }
+  static void atfork_child() noexcept {
+    for (Impl* impl : registry().live) {
+      impl->forked_.store(true, std::memory_order_release);
+      impl->fork_mutex_.unlock();
+    }
+    registry().mutex.unlock();
+  }
+
+  TrackerState& state() noexcept {
+    if (forked_.load(std::memory_order_acquire)) restart_after_fork();
+    return *state_;
+  }
+
+  // Requires fork_mutex_. Leaks the parent's state and thread handle (see above; a std::thread
+  // for a thread that does not exist here can be neither joined nor destroyed) and puts a fresh
+  // state in their place: with a new sink and dispatcher when `start`, else an idle one whose
+  // queue close() spools.
+  void replace_parent_state(bool start) noexcept {
+    TrackerOptions options = state_->options;
+    new std::shared_ptr<TrackerState>(std::move(state_));  // NOLINT: deliberate leak
+    new std::thread(std::move(thread_));                   // NOLINT: deliberate leak
+    std::shared_ptr<Sink> sink;
+    if (start) sink = options.sink ? options.sink : open_sink(options);
+    state_ = std::make_shared<TrackerState>(std::move(options), std::move(sink));
+    forked_.store(false, std::memory_order_release);
+    if (!start) return;
+    try {
+      thread_ = std::thread([state = state_] { detail::Dispatcher(state).run(); });
+    } catch (const std::exception& e) {
+      log::error("could not restart the tracker after fork; events will be spooled at close",
+                 {{"err", e.what()}});
+    }
+  }
+
+  void restart_after_fork() noexcept {
+    const std::lock_guard lock(fork_mutex_);
+    if (forked_.load()) replace_parent_state(true);
+  }
+
   std::shared_ptr<TrackerState> state_;
   std::thread thread_;
+  std::atomic<bool> forked_{false};
+  std::mutex fork_mutex_;  // taken by atfork_prepare; guards the child's restart
   mutable std::mutex close_mutex_;
   bool closed_ = false;
   Stats final_;

@@ -4,6 +4,7 @@
 
 #include "trackevent/sink.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -113,6 +114,23 @@ class FakeSink final : public Sink {
   std::set<Uuid> stored_ids_;
   std::vector<Event> stored_;
   std::vector<std::size_t> batch_sizes_;
+};
+
+/// A sink that only counts, with no lock at all: safe to use from a forked child even when a
+/// parent thread was inside write() at fork time (FakeSink's mutex would then stay locked).
+class CountingSink final : public Sink {
+ public:
+  WriteResult write(std::span<const Event> batch) noexcept override {
+    stored_.fetch_add(batch.size());
+    WriteResult result;
+    result.stored = batch.size();
+    return result;
+  }
+  [[nodiscard]] std::string describe() const override { return "counting"; }
+  [[nodiscard]] std::size_t stored() const { return stored_.load(); }
+
+ private:
+  std::atomic<std::size_t> stored_{0};
 };
 
 }  // namespace trackevent::test
