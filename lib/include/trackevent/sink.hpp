@@ -77,6 +77,11 @@ struct PgTimeouts {
 /// Opens a sink for `target`. Does not connect yet for PostgreSQL (connects lazily on first
 /// write, so construction never blocks). Throws std::runtime_error only for an unusable SQLite path.
 [[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target, const PgTimeouts& timeouts = {});
+/// As above, with `connections` parallel PostgreSQL connections when it is above 1: each batch of at
+/// least 1000 rows is cut into contiguous parts written concurrently, one transaction per part (see
+/// lib/src/parallel_sink.hpp). Ignored for SQLite (one connection). Connects lazily too.
+[[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target, const PgTimeouts& timeouts,
+                                              std::size_t connections);
 [[nodiscard]] std::unique_ptr<Sink> make_postgres_sink(std::string conninfo, const PgTimeouts& timeouts = {});
 [[nodiscard]] std::unique_ptr<Sink> make_sqlite_sink(std::string path);
 

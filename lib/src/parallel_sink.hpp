@@ -1,0 +1,65 @@
+#pragma once
+// ParallelSink: one batch written over several connections at once.
+
+#include "trackevent/sink.hpp"
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+namespace trackevent::detail {
+
+/// Smallest part a batch is cut into. Below this a part's round trip and commit cost more than the
+/// second connection saves, so a small batch goes whole to one connection.
+inline constexpr std::size_t kMinParallelPart = 500;
+
+/// A Sink over N inner sinks (N PostgreSQL connections). write(batch) cuts the batch into up to N
+/// contiguous parts of at least `min_part` rows, writes them concurrently (each part its own
+/// transaction on its own connection) and waits for all of them.
+///
+/// Result: when every part succeeds, stored and duplicates are the sums. When any part fails, the
+/// result is a Failure with the worst disposition (reject > hold > retry) and stored = duplicates =
+/// 0, as for a failed single-connection write. Unlike a single write, the parts that did commit
+/// stay committed: nothing is lost or doubled, because writes are idempotent on event_id and the
+/// dispatcher's retry or split writes those rows again, where they come back as *duplicates*. So
+/// after a partial failure the `duplicates` count over-counts (and `stored` under-counts) by the
+/// committed parts; every row is still stored exactly once.
+///
+/// Why reject wins: a rejected part holds a bad row, and only a split (which the dispatcher does on
+/// reject) isolates it; a hold or retry of the other parts then surfaces in the halves.
+///
+/// Waits are bounded by the inner sinks: write() joins its workers, and each worker returns within
+/// its own sink's connect and statement deadlines. Part 0 runs on the calling thread, parts 1..N-1
+/// on one long-lived worker thread each. Used from one thread at a time, like every Sink.
+class ParallelSink final : public Sink {
+ public:
+  /// `inner` must hold at least one sink. Starts inner.size() - 1 threads; throws std::system_error
+  /// if a thread cannot be started.
+  explicit ParallelSink(std::vector<std::unique_ptr<Sink>> inner,
+                        std::size_t min_part = kMinParallelPart);
+  ~ParallelSink() override;
+  ParallelSink(const ParallelSink&) = delete;
+  ParallelSink& operator=(const ParallelSink&) = delete;
+
+  WriteResult write(std::span<const Event> batch) noexcept override;
+  [[nodiscard]] std::string describe() const override;
+
+  /// How many parts write() cuts a batch of `rows` into.
+  [[nodiscard]] std::size_t parts_for(std::size_t rows) const noexcept;
+
+ private:
+  struct Worker;
+  std::vector<std::unique_ptr<Sink>> inner_;
+  std::vector<std::unique_ptr<Worker>> workers_;  // workers_[i] serves inner_[i + 1]
+  std::size_t min_part_;
+};
+
+/// Folds the result of one part into the batch's result as ParallelSink::write documents.
+void merge_part_result(WriteResult& total, WriteResult&& part) noexcept;
+
+/// `connections` PostgreSQL sinks on `conninfo` behind a ParallelSink (a plain PgSink when 1).
+[[nodiscard]] std::unique_ptr<Sink> make_parallel_postgres_sink(const std::string& conninfo,
+                                                                const PgTimeouts& timeouts,
+                                                                std::size_t connections);
+
+}  // namespace trackevent::detail

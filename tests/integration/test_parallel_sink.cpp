@@ -1,0 +1,335 @@
+// ParallelSink: one batch over several PostgreSQL connections, and how part results combine.
+#include "trackevent/event.hpp"
+#include "trackevent/sink.hpp"
+
+#include "parallel_sink.hpp"
+#include "support/pg.hpp"
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using trackevent::Disposition;
+using trackevent::Event;
+using trackevent::Failure;
+using trackevent::Sink;
+using trackevent::WriteResult;
+using trackevent::detail::ParallelSink;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Event make_event(std::uint64_t n) {
+  Event e;
+  e.event_id.bytes[0] = 0x01;
+  e.event_id.bytes[6] = 0x70;  // version 7
+  e.event_id.bytes[8] = 0x80;  // variant
+  for (int i = 0; i < 7; ++i)
+    e.event_id.bytes[9 + i] = static_cast<std::uint8_t>(n >> (48 - 8 * i));
+  e.org_id = static_cast<std::int64_t>(1 + n % 11);
+  if (n % 4 != 0) e.user_id = static_cast<std::int64_t>(1 + n % 1000);
+  e.event_name = "dataset.uploaded";
+  e.metadata = R"({"n":)" + std::to_string(n) + R"(,"tag":"parallel"})";
+  e.occurred_at_us = 1'764'331'200'000'000 + static_cast<std::int64_t>(n);
+  return e;
+}
+
+std::vector<Event> make_events(std::uint64_t first, std::size_t count) {
+  std::vector<Event> v;
+  v.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) v.push_back(make_event(first + i));
+  return v;
+}
+
+std::string describe(const WriteResult& r) {
+  if (r.ok()) {
+    return "ok stored=" + std::to_string(r.stored) + " duplicates=" + std::to_string(r.duplicates);
+  }
+  return std::string(trackevent::to_string(r.failure->disposition)) +
+         " sqlstate=" + r.failure->sqlstate + " message=" + r.failure->message;
+}
+
+/// What the dispatcher does with a rejected batch: halve until the bad rows stand alone.
+struct Split {
+  std::size_t stored = 0, duplicates = 0, bad = 0;
+  void write(Sink& sink, std::span<const Event> batch) {
+    if (batch.empty()) return;
+    const WriteResult r = sink.write(batch);
+    if (r.ok()) {
+      stored += r.stored;
+      duplicates += r.duplicates;
+      return;
+    }
+    ASSERT_EQ(r.failure->disposition, Disposition::reject) << describe(r);
+    if (batch.size() == 1) {
+      ++bad;
+      return;
+    }
+    write(sink, batch.first(batch.size() / 2));
+    write(sink, batch.subspan(batch.size() / 2));
+  }
+};
+
+int closed_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// ---- against a real server ----
+
+class ParallelPgSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (trackevent::test::pg_admin_url().empty()) return;  // each test skips itself
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = std::string("te_par_") + info->name();
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    url_ = trackevent::test::fresh_database(name);
+    pqxx::connection c{url_};
+    pqxx::nontransaction tx{c};
+    tx.exec(read_file(std::string(TRACKEVENT_SOURCE_DIR) +
+                      "/schema/postgres/0001_create_analytics_events.sql"));
+  }
+
+  std::int64_t count_rows(const std::string& where = "true") {
+    pqxx::connection c{url_};
+    pqxx::nontransaction tx{c};
+    return tx.exec1("SELECT count(*) FROM analytics_events WHERE " + where)[0].as<std::int64_t>();
+  }
+
+  std::unique_ptr<Sink> sink(std::size_t connections = 2) {
+    return trackevent::make_sink(trackevent::parse_database_url(url_), {}, connections);
+  }
+
+  std::string url_;
+};
+
+TEST_F(ParallelPgSinkTest, StoresEveryRowOnceThenCountsAllAsDuplicates) {
+  TRACKEVENT_REQUIRE_PG();
+  const auto events = make_events(0, 100'000);
+  const auto s = sink(2);
+  EXPECT_NE(s->describe().find("2 connections"), std::string::npos) << s->describe();
+  const std::span<const Event> all(events);
+  std::size_t stored = 0, duplicates = 0;
+  for (std::size_t at = 0; at < all.size(); at += 5000) {
+    const WriteResult r = s->write(all.subspan(at, 5000));
+    ASSERT_TRUE(r.ok()) << describe(r);
+    stored += r.stored;
+    duplicates += r.duplicates;
+  }
+  EXPECT_EQ(stored, 100'000U);
+  EXPECT_EQ(duplicates, 0U);
+  EXPECT_EQ(count_rows(), 100'000);
+  // Spot-check content: every org's rows arrived, and metadata round-trips.
+  EXPECT_EQ(count_rows("metadata->>'tag' = 'parallel'"), 100'000);
+
+  stored = duplicates = 0;
+  for (std::size_t at = 0; at < all.size(); at += 5000) {
+    const WriteResult r = s->write(all.subspan(at, 5000));
+    ASSERT_TRUE(r.ok()) << describe(r);
+    stored += r.stored;
+    duplicates += r.duplicates;
+  }
+  EXPECT_EQ(stored, 0U);
+  EXPECT_EQ(duplicates, 100'000U);
+  EXPECT_EQ(count_rows(), 100'000);
+}
+
+TEST_F(ParallelPgSinkTest, ABadRowRejectsTheBatchAndSplittingStoresTheRest) {
+  TRACKEVENT_REQUIRE_PG();
+  auto events = make_events(1'000'000, 4000);
+  events[3100].org_id = 0;  // bypasses validation; the table's CHECK refuses it (23514)
+  const auto s = sink(2);
+  const WriteResult first = s->write(events);
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.failure->disposition, Disposition::reject) << describe(first);
+  EXPECT_EQ(first.failure->sqlstate, "23514");
+  EXPECT_EQ(first.stored, 0U);
+
+  Split split;
+  split.write(*s, events);
+  EXPECT_EQ(split.bad, 1U);
+  // The part without the bad row committed on the first write, so it comes back as duplicates.
+  EXPECT_EQ(split.stored + split.duplicates, 3999U);
+  EXPECT_EQ(count_rows(), 3999);
+  EXPECT_EQ(count_rows("org_id = 0"), 0);
+}
+
+TEST_F(ParallelPgSinkTest, SmallBatchesUseOneConnection) {
+  TRACKEVENT_REQUIRE_PG();
+  const auto events = make_events(2'000'000, 700);
+  const auto s = sink(2);
+  const WriteResult r = s->write(events);
+  ASSERT_TRUE(r.ok()) << describe(r);
+  EXPECT_EQ(r.stored, 700U);
+  EXPECT_EQ(count_rows(), 700);
+}
+
+TEST(ParallelPgSink, UnreachableServerIsARetryQuickly) {
+  const std::string url =
+      "postgresql://127.0.0.1:" + std::to_string(closed_port()) + "/none?connect_timeout=2";
+  const auto s = trackevent::make_sink(trackevent::parse_database_url(url), {}, 2);
+  const auto events = make_events(3'000'000, 5000);
+  const auto t0 = std::chrono::steady_clock::now();
+  const WriteResult r = s->write(events);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->disposition, Disposition::retry) << describe(r);
+  EXPECT_LT(took, 3s);
+}
+
+TEST(ParallelPgSink, SqliteIgnoresConnections) {
+  const std::string path = ::testing::TempDir() + "te_parallel_sqlite.db";
+  std::remove(path.c_str());
+  const auto s = trackevent::make_sink(trackevent::parse_database_url("sqlite:" + path), {}, 4);
+  EXPECT_EQ(s->describe().find("connections"), std::string::npos) << s->describe();
+}
+
+// ---- splitting and combining, with fake sinks ----
+
+class FakeSink final : public Sink {
+ public:
+  explicit FakeSink(std::optional<Disposition> fail = std::nullopt) : fail_(fail) {}
+  WriteResult write(std::span<const Event> batch) noexcept override {
+    {
+      std::lock_guard lock(mutex_);
+      for (const Event& e : batch) seen_.push_back(e.occurred_at_us);
+      writer_ = std::this_thread::get_id();
+    }
+    WriteResult r;
+    if (fail_) {
+      r.failure = Failure{*fail_, "", "fake"};
+    } else {
+      r.stored = batch.size() - 1;
+      r.duplicates = 1;
+    }
+    return r;
+  }
+  [[nodiscard]] std::string describe() const override { return "fake"; }
+  std::vector<std::int64_t> seen() {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+  std::thread::id writer() {
+    std::lock_guard lock(mutex_);
+    return writer_;
+  }
+
+ private:
+  std::optional<Disposition> fail_;
+  std::mutex mutex_;
+  std::vector<std::int64_t> seen_;
+  std::thread::id writer_;
+};
+
+struct Fakes {
+  std::vector<FakeSink*> raw;
+  std::unique_ptr<ParallelSink> sink;
+  explicit Fakes(std::vector<std::optional<Disposition>> fails) {
+    std::vector<std::unique_ptr<Sink>> inner;
+    for (const auto& f : fails) {
+      auto s = std::make_unique<FakeSink>(f);
+      raw.push_back(s.get());
+      inner.push_back(std::move(s));
+    }
+    sink = std::make_unique<ParallelSink>(std::move(inner));
+  }
+};
+
+TEST(ParallelSinkSplit, ContiguousPartsOfAtLeastMinPartAndSummedCounts) {
+  Fakes f({std::nullopt, std::nullopt, std::nullopt});
+  EXPECT_EQ(f.sink->parts_for(0), 1U);
+  EXPECT_EQ(f.sink->parts_for(999), 1U);
+  EXPECT_EQ(f.sink->parts_for(1000), 2U);
+  EXPECT_EQ(f.sink->parts_for(1499), 2U);
+  EXPECT_EQ(f.sink->parts_for(1500), 3U);
+  EXPECT_EQ(f.sink->parts_for(100000), 3U);
+
+  const auto events = make_events(0, 5000);
+  const WriteResult r = f.sink->write(events);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.stored, 5000U - 3U);
+  EXPECT_EQ(r.duplicates, 3U);
+  std::vector<std::int64_t> all;
+  for (FakeSink* s : f.raw) {
+    const auto seen = s->seen();
+    EXPECT_GE(seen.size(), 1666U);
+    EXPECT_LE(seen.size(), 1667U);
+    all.insert(all.end(), seen.begin(), seen.end());
+  }
+  ASSERT_EQ(all.size(), events.size());
+  for (std::size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i], events[i].occurred_at_us);
+  EXPECT_EQ(f.raw[0]->writer(), std::this_thread::get_id());
+  EXPECT_NE(f.raw[1]->writer(), std::this_thread::get_id());
+  EXPECT_NE(f.raw[1]->writer(), f.raw[2]->writer());
+}
+
+TEST(ParallelSinkSplit, SmallBatchGoesWholeToTheFirstSink) {
+  Fakes f({std::nullopt, std::nullopt});
+  const WriteResult r = f.sink->write(make_events(0, 999));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(f.raw[0]->seen().size(), 999U);
+  EXPECT_TRUE(f.raw[1]->seen().empty());
+}
+
+TEST(ParallelSinkSplit, WorstDispositionWinsAndCountsAreDropped) {
+  const auto events = make_events(0, 3000);
+  {
+    Fakes f({std::nullopt, Disposition::retry, std::nullopt});
+    const WriteResult r = f.sink->write(events);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.failure->disposition, Disposition::retry);
+    EXPECT_EQ(r.stored + r.duplicates, 0U);
+  }
+  {
+    Fakes f({Disposition::retry, Disposition::hold, std::nullopt});
+    const WriteResult r = f.sink->write(events);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.failure->disposition, Disposition::hold);
+  }
+  {
+    Fakes f({Disposition::hold, Disposition::retry, Disposition::reject});
+    const WriteResult r = f.sink->write(events);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.failure->disposition, Disposition::reject);
+  }
+  // Many writes in a row reuse the same workers.
+  Fakes f({std::nullopt, std::nullopt});
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(f.sink->write(events).ok());
+  EXPECT_EQ(f.raw[1]->seen().size(), 200U * 1500U);
+}
+
+}  // namespace
