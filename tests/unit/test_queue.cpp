@@ -100,5 +100,144 @@ TEST(BoundedQueue, CloseWakesBlockedProducersAndRefusesPushes) {
   EXPECT_EQ(q.pop(out, 10, 1h), 1u);  // what was queued can still be taken, without waiting
 }
 
+TEST(BoundedQueue, FirstPushWakesAWaitingPop) {
+  Queue q(10);
+  std::thread producer([&] {
+    std::this_thread::sleep_for(20ms);
+    Item a{7};
+    q.try_push(a);
+  });
+  std::vector<Item> out;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(q.pop(out, 10, 10s), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  producer.join();
+  EXPECT_EQ(out[0].value, 7);
+}
+
+TEST(BoundedQueue, WakeAtWaitsForThatManyItems) {
+  Queue q(100);
+  std::atomic<int> pushed{0};
+  std::thread producer([&] {
+    for (int i = 0; i < 5; ++i) {
+      std::this_thread::sleep_for(5ms);
+      Item a{i};
+      q.try_push(a);
+      pushed.fetch_add(1);
+    }
+  });
+  std::vector<Item> out;
+  // Returns once 5 items are queued (or 10 s pass), not at the first one.
+  EXPECT_EQ(q.pop(out, 5, 10s, 5), 5u);
+  producer.join();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(out[static_cast<std::size_t>(i)].value, i);
+}
+
+TEST(BoundedQueue, WakeAtTimesOutWithWhatIsThere) {
+  Queue q(100);
+  Item a{1};
+  q.try_push(a);
+  std::vector<Item> out;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(q.pop(out, 10, 30ms, 10), 1u);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 30ms);
+}
+
+TEST(BoundedQueue, ControlItemEndsAWakeAtWait) {
+  Queue q(100);
+  std::thread producer([&] {
+    std::this_thread::sleep_for(20ms);
+    Item a{1};
+    q.try_push(a);
+    q.push_control(Item{0, true});
+  });
+  std::vector<Item> out;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(q.pop(out, 100, 10s, 100), 2u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  producer.join();
+  EXPECT_TRUE(out[1].control);
+}
+
+TEST(BoundedQueue, WakeAndCloseEndAWait) {
+  Queue q(10);
+  std::thread waker([&] {
+    std::this_thread::sleep_for(20ms);
+    q.wake();
+  });
+  std::vector<Item> out;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(q.pop(out, 10, 10s), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  waker.join();
+  std::thread closer([&] {
+    std::this_thread::sleep_for(20ms);
+    q.close();
+  });
+  EXPECT_EQ(q.pop(out, 10, 10s, 5), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  closer.join();
+}
+
+TEST(BoundedQueue, FifoAcrossRingGrowthAndWrapAround) {
+  Queue q(100000);
+  std::vector<Item> out;
+  int next_in = 0, next_out = 0;
+  // Interleave pushes and pops so the ring wraps, then grows while wrapped.
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < round + 3; ++i) {
+      Item a{next_in++};
+      ASSERT_EQ(q.try_push(a), Queue::Push::ok);
+    }
+    if (round % 7 == 0) q.push_control(Item{-1, true});
+    out.clear();
+    q.pop(out, 2 + static_cast<std::size_t>(round % 5), 0ms);
+    for (const Item& it : out) {
+      if (!it.control) {
+        EXPECT_EQ(it.value, next_out++);
+      }
+    }
+  }
+  for (;;) {
+    out.clear();
+    if (q.pop(out, 1000, 0ms) == 0) break;
+    for (const Item& it : out) {
+      if (!it.control) {
+        EXPECT_EQ(it.value, next_out++);
+      }
+    }
+  }
+  EXPECT_EQ(next_out, next_in);
+  EXPECT_EQ(q.size(), 0u);
+}
+
+TEST(BoundedQueue, ManyProducersOneConsumerLoseNothing) {
+  Queue q(64);
+  constexpr int kPerProducer = 20000;
+  std::vector<std::thread> producers;
+  for (int p = 0; p < 3; ++p) {
+    producers.emplace_back([&, p] {
+      for (int i = 0; i < kPerProducer; ++i) {
+        Item a{p * kPerProducer + i};
+        ASSERT_EQ(q.push_wait(a), Queue::Push::ok);
+      }
+    });
+  }
+  std::vector<int> last(3, -1);
+  std::size_t received = 0;
+  std::vector<Item> out;
+  while (received < 3u * kPerProducer) {
+    out.clear();
+    received += q.pop(out, 16, 100ms, 16);
+    for (const Item& it : out) {
+      const int p = it.value / kPerProducer;
+      EXPECT_GT(it.value, last[static_cast<std::size_t>(p)]);  // per-producer order kept
+      last[static_cast<std::size_t>(p)] = it.value;
+    }
+  }
+  for (auto& t : producers) t.join();
+  EXPECT_EQ(q.size(), 0u);
+}
+
 }  // namespace
 }  // namespace trackevent::detail
