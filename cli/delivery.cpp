@@ -38,7 +38,7 @@ FlushResult finish_delivery(Tracker& tracker, std::chrono::milliseconds timeout)
 }
 
 void log_summary(const RunCounts& c) {
-  nlohmann::json fields{
+  log::Fields fields{
       {"read", c.read},
       {"accepted", c.accepted},
       {"rejected", c.rejected},

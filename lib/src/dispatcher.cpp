@@ -289,12 +289,12 @@ void Dispatcher::dead_letter(const Event& event, const Failure& failure) {
   std::string error;
   const bool kept = s_.spool.dead_letter(event, failure.message, failure.sqlstate, error);
   Counters::add(s_.counters.rejected_by_db);
-  nlohmann::json fields{{"event_id", event.event_id.to_string()},
-                        {"event_name", event.event_name},
-                        {"org_id", event.org_id},
-                        {"user_id", user_id_json(event)},
-                        {"sqlstate", failure.sqlstate},
-                        {"err", failure.message}};
+  log::Fields fields{{"event_id", event.event_id.to_string()},
+                     {"event_name", event.event_name},
+                     {"org_id", event.org_id},
+                     {"user_id", user_id_json(event)},
+                     {"sqlstate", failure.sqlstate},
+                     {"err", failure.message}};
   if (!kept) fields["dead_letter_err"] = error;
   report(log::Level::error, "sink.bad_row", "failed to record analytics event", std::move(fields),
          {"failed to record analytics event", failure.message, failure.sqlstate, 1});
@@ -445,7 +445,7 @@ void Dispatcher::settle(std::size_t events) noexcept {
 }
 
 void Dispatcher::report(log::Level level, std::string_view key, std::string_view msg,
-                        nlohmann::json fields, const ErrorInfo& info) {
+                        log::Fields fields, const ErrorInfo& info) {
   log::write_limited(level, key, msg, fields);
   if (!s_.options.on_error) return;
   try {

@@ -76,7 +76,7 @@ class Dispatcher {
   void spool_everything_left();
   void complete_markers();
   void settle(std::size_t events) noexcept;
-  void report(log::Level level, std::string_view key, std::string_view msg, nlohmann::json fields,
+  void report(log::Level level, std::string_view key, std::string_view msg, log::Fields fields,
               const ErrorInfo& info);
 
   std::shared_ptr<TrackerState> state_;

@@ -130,14 +130,14 @@ void append_timestamp(std::string& out) {
 }
 
 // dump() that never throws on invalid UTF-8 (it substitutes U+FFFD).
-std::string dump(const nlohmann::json& value) {
-  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+std::string dump(const Fields& value) {
+  return value.dump(-1, ' ', false, Fields::error_handler_t::replace);
 }
 
 bool reserved_key(std::string_view key) { return key == "ts" || key == "level" || key == "msg"; }
 
 // Bare when unambiguous (source=stdin), JSON-quoted otherwise (err="bad \"x\"").
-void append_text_value(std::string& out, const nlohmann::json& value) {
+void append_text_value(std::string& out, const Fields& value) {
   if (!value.is_string()) {
     out += dump(value);
     return;
@@ -153,7 +153,7 @@ void append_text_value(std::string& out, const nlohmann::json& value) {
   out += bare ? s : dump(value);
 }
 
-std::string json_line(Level level, std::string_view msg, const nlohmann::json& fields) {
+std::string json_line(Level level, std::string_view msg, const Fields& fields) {
   std::string line;
   line.reserve(160);
   line += R"({"ts":")";
@@ -161,12 +161,12 @@ std::string json_line(Level level, std::string_view msg, const nlohmann::json& f
   line += R"(","level":")";
   line += kJsonNames[static_cast<std::size_t>(level)];
   line += R"(","msg":)";
-  line += dump(nlohmann::json(std::string(msg)));
+  line += dump(Fields(std::string(msg)));
   if (fields.is_object()) {
     for (const auto& [key, value] : fields.items()) {
       if (reserved_key(key)) continue;
       line += ',';
-      line += dump(nlohmann::json(key));
+      line += dump(Fields(key));
       line += ':';
       line += dump(value);
     }
@@ -175,7 +175,7 @@ std::string json_line(Level level, std::string_view msg, const nlohmann::json& f
   return line;
 }
 
-std::string text_line(Level level, std::string_view msg, const nlohmann::json& fields, bool color) {
+std::string text_line(Level level, std::string_view msg, const Fields& fields, bool color) {
   const auto index = static_cast<std::size_t>(level);
   std::string line;
   line.reserve(160);
@@ -231,7 +231,7 @@ void init(Format format, Level level, bool color) {
   s.color.store(color);
 }
 
-void write(Level level, std::string_view msg, const nlohmann::json& fields) noexcept {
+void write(Level level, std::string_view msg, const Fields& fields) noexcept {
   try {
     auto& s = state();
     if (!enabled(s, level)) return;
@@ -244,8 +244,8 @@ void write(Level level, std::string_view msg, const nlohmann::json& fields) noex
   }
 }
 
-void write_limited(Level level, std::string_view key, std::string_view msg,
-                   const nlohmann::json& fields, int burst) noexcept {
+void write_limited(Level level, std::string_view key, std::string_view msg, const Fields& fields,
+                   int burst) noexcept {
   try {
     auto& s = state();
     if (!enabled(s, level)) return;
@@ -272,7 +272,7 @@ void write_limited(Level level, std::string_view key, std::string_view msg,
       write(level, msg, fields);
       return;
     }
-    nlohmann::json with_count = fields.is_object() ? fields : nlohmann::json::object();
+    Fields with_count = fields.is_object() ? fields : Fields::object();
     with_count["suppressed"] = released;
     write(level, msg, with_count);
   } catch (...) {
@@ -311,6 +311,27 @@ void flush_suppressed() noexcept {
 void set_line_sink_for_testing(LineSink* sink) noexcept {
   try {
     state().sink->set_test_sink(sink);
+  } catch (...) {
+  }
+}
+
+// ABI: binaries built against log.hpp before Fields (ordered_json) call these signatures.
+// Declared here only, at the end, so no caller sees two overloads a braced list could match.
+void write(Level level, std::string_view msg, const nlohmann::json& fields) noexcept;
+void write_limited(Level level, std::string_view key, std::string_view msg,
+                   const nlohmann::json& fields, int burst) noexcept;
+
+void write(Level level, std::string_view msg, const nlohmann::json& fields) noexcept {
+  try {
+    write(level, msg, Fields(fields));
+  } catch (...) {
+  }
+}
+
+void write_limited(Level level, std::string_view key, std::string_view msg,
+                   const nlohmann::json& fields, int burst) noexcept {
+  try {
+    write_limited(level, key, msg, Fields(fields), burst);
   } catch (...) {
   }
 }

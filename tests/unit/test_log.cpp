@@ -155,9 +155,22 @@ TEST_F(LogTest, TextFormatShape) {
   const auto lines = capture_.lines();
   ASSERT_EQ(lines.size(), 2u);
   const std::regex shape(
-      R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z ERROR rejected event  err="a b" line=12 source=stdin)");
+      R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z ERROR rejected event  source=stdin line=12 err="a b")");
   EXPECT_TRUE(std::regex_match(lines[0], shape)) << lines[0];
   EXPECT_TRUE(std::regex_match(lines[1], std::regex(R"(\S+ INFO  summary)"))) << lines[1];
+}
+
+TEST_F(LogTest, FieldsKeepTheOrderTheyWereGivenIn) {
+  init(Format::json, Level::info);
+  error("failed to record analytics event",
+        {{"org_id", 1}, {"user_id", 2}, {"event_name", "dataset.uploaded"}, {"err", "x"}});
+  const auto lines = capture_.lines();
+  ASSERT_EQ(lines.size(), 1u);
+  const std::string& line = lines[0];
+  EXPECT_NE(line.find(R"("msg":"failed to record analytics event","org_id":1,"user_id":2,)"
+                      R"("event_name":"dataset.uploaded","err":"x"})"),
+            std::string::npos)
+      << line;
 }
 
 TEST_F(LogTest, TextColorWrapsTheLevel) {

@@ -1,15 +1,20 @@
 #pragma once
 /// Structured logging: one JSON object per line on stderr (or aligned text for people).
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string_view>
 
-#include <nlohmann/json.hpp>
-
 namespace trackevent::log {
 
 enum class Format { json, text };
+
+/// Context fields of a log line. Ordered: keys come out in the order they were given, so a line
+/// reads as written (org_id, user_id, event_name, ..., err) rather than alphabetically. A plain
+/// nlohmann::json converts implicitly (its keys are already sorted).
+using Fields = nlohmann::ordered_json;
 enum class Level { trace, debug, info, warn, error, critical, off };
 
 /// Parses "json"/"text" and "trace|debug|info|warn|error|critical|off"; nullopt when unknown.
@@ -23,17 +28,25 @@ void init(Format format, Level level, bool color = false);
 /// Logs `msg` with `fields` (a JSON object) merged after "ts", "level", "msg":
 /// {"ts":"2026-11-28T12:00:00.123Z","level":"error","msg":"rejected event","source":"stdin",...}
 /// Never throws. Keys in `fields` that collide with ts/level/msg are ignored.
-void write(Level level, std::string_view msg, const nlohmann::json& fields = nlohmann::json::object()) noexcept;
+void write(Level level, std::string_view msg, const Fields& fields = Fields::object()) noexcept;
 
-inline void debug(std::string_view msg, const nlohmann::json& f = nlohmann::json::object()) noexcept { write(Level::debug, msg, f); }
-inline void info(std::string_view msg, const nlohmann::json& f = nlohmann::json::object()) noexcept { write(Level::info, msg, f); }
-inline void warn(std::string_view msg, const nlohmann::json& f = nlohmann::json::object()) noexcept { write(Level::warn, msg, f); }
-inline void error(std::string_view msg, const nlohmann::json& f = nlohmann::json::object()) noexcept { write(Level::error, msg, f); }
+inline void debug(std::string_view msg, const Fields& f = Fields::object()) noexcept {
+  write(Level::debug, msg, f);
+}
+inline void info(std::string_view msg, const Fields& f = Fields::object()) noexcept {
+  write(Level::info, msg, f);
+}
+inline void warn(std::string_view msg, const Fields& f = Fields::object()) noexcept {
+  write(Level::warn, msg, f);
+}
+inline void error(std::string_view msg, const Fields& f = Fields::object()) noexcept {
+  write(Level::error, msg, f);
+}
 
 /// Like write(), but at most `burst` lines per `key` per second; the next line that gets through
 /// carries "suppressed": N for the ones held back. For errors that can repeat per event.
 void write_limited(Level level, std::string_view key, std::string_view msg,
-                   const nlohmann::json& fields = nlohmann::json::object(), int burst = 10) noexcept;
+                   const Fields& fields = Fields::object(), int burst = 10) noexcept;
 
 /// Lines held back by write_limited() since the process started (emitted or not yet reported).
 [[nodiscard]] std::uint64_t suppressed_total() noexcept;
