@@ -131,8 +131,8 @@ bool read_inputs(const std::vector<std::unique_ptr<Input>>& inputs, const Ingest
         log::error("rejected event",
                    {{"source", input->name},
                     {"line", line.number},
-                    {"err", "line too long: " + std::to_string(line.length) + " bytes, limit " +
-                                std::to_string(options.max_line_bytes)}});
+                    {"err", "line too long: " + std::to_string(line.length) + " bytes (limit " +
+                                std::to_string(options.max_line_bytes) + ", --max-line-bytes)"}});
         continue;
       }
       auto parsed = parse_event_line(line.text, now_unix_us(), parse_options);

@@ -70,7 +70,8 @@ bool Dispatcher::step() {
   const bool tried_pop = !flush_now_ && batcher_.room() > 0;
   if (tried_pop) {
     popped_.clear();
-    popped = s_.queue.pop(popped_, batcher_.room(), idle_wait(stopping));
+    popped = s_.queue.pop(popped_, batcher_.room(), idle_wait(stopping),
+                          pending_.empty() ? 1 : batcher_.room());
     for (auto& item : popped_) {
       if (item.is_control()) {
         markers_.push_back(std::move(item.marker));
@@ -111,7 +112,8 @@ bool Dispatcher::step_durable() {
   const bool tried_pop = batcher_.room() > 0;
   if (tried_pop) {
     popped_.clear();
-    popped = s_.queue.pop(popped_, batcher_.room(), durable_wait(stopping));
+    popped = s_.queue.pop(popped_, batcher_.room(), durable_wait(stopping),
+                          pending_.empty() ? 1 : batcher_.room());
     for (auto& item : popped_) {
       if (item.is_control()) {
         (item.marker->sync_only() ? sync_markers_ : markers_).push_back(std::move(item.marker));

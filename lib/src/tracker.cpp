@@ -38,7 +38,7 @@ std::shared_ptr<Sink> open_sink(const TrackerOptions& options) {
   try {
     const DbTarget target = options.database_url.empty() ? resolve_database(std::nullopt)
                                                          : parse_database_url(options.database_url);
-    std::shared_ptr<Sink> sink = make_sink(target, options.pg_timeouts);
+    std::shared_ptr<Sink> sink = make_sink(target, options.pg_timeouts, options.connections);
     if (!sink) {
       log::error("no database sink available; events will be held in the spool",
                  {{"db", redact_conninfo(target.conninfo)}});

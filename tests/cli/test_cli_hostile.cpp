@@ -115,6 +115,7 @@ TEST(CliHostileLimits, TwoMiBLineIsRejectedAndItsNeighboursStored) {
   const auto reasons = expect_rejected_lines(r, "stdin", {2});
   ASSERT_EQ(reasons.size(), 1u);
   EXPECT_TRUE(contains(reasons[0], "line too long")) << reasons[0];
+  EXPECT_TRUE(contains(reasons[0], "--max-line-bytes")) << reasons[0];
   // The limit's value is named. (The CLI's own text omits the option name that every other limit
   // reason and parse.cpp's line-length reason carry: reported, not asserted here.)
   EXPECT_TRUE(contains(reasons[0], "1048576")) << reasons[0];
