@@ -80,7 +80,7 @@ _trackevent() {
     case $cmd in
       '') COMPREPLY=($(compgen -W '-h --help --version --db --log-format --log-level -q --quiet --catalog' -- "$cur")) ;;
       migrate) COMPREPLY=($(compgen -W '-h --help --status --dry-run' -- "$cur")) ;;
-      send) COMPREPLY=($(compgen -W '-h --help --org --user --event --meta -m --at --id --timeout' -- "$cur")) ;;
+      send) COMPREPLY=($(compgen -W '-h --help --org --user --event --meta -m --at --id --timeout --durable' -- "$cur")) ;;
       ingest) COMPREPLY=($(compgen -W '-h --help --tee --batch-size --flush-interval --queue-size --on-full --flush-timeout --durable --check --progress --no-progress --strict --connections --max-line-bytes --max-metadata-bytes --max-depth --max-keys' -- "$cur")) ;;
       flush) COMPREPLY=($(compgen -W '-h --help --timeout --batch-size' -- "$cur")) ;;
       events) COMPREPLY=($(compgen -W '-h --help --json --names' -- "$cur")) ;;

@@ -44,6 +44,7 @@ complete -c trackevent -n '__fish_seen_subcommand_from send' -s m -x -d 'one met
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l at -x -d 'when it happened'
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l id -x -d 'event_id'
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l timeout -x -d 'seconds to wait for delivery'
+complete -c trackevent -n '__fish_seen_subcommand_from send' -l durable -d 'return only once the event is committed to the local spool, so nothing that send accepted is lost even if the machine crashes right after'
 
 # trackevent ingest
 complete -c trackevent -n '__fish_seen_subcommand_from ingest' -s h -l help -d 'Print this help message and exit'

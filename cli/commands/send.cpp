@@ -74,6 +74,9 @@ void setup_send(CLI::App& app, SendOptions& o) {
       ->capture_default_str()
       ->type_name("S")
       ->check(CLI::NonNegativeNumber);
+  app.add_flag("--durable", o.durable,
+               "return only once the event is committed to the local spool, so nothing that "
+               "send accepted is lost even if the machine crashes right after");
 }
 
 int run_send(const SendOptions& o, const GlobalOptions& global) {
@@ -130,10 +133,17 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
     std::unique_ptr<Tracker> tracker;
     {
       const StopSignalsBlocked blocked;
-      tracker = std::make_unique<Tracker>(cli_tracker_options(global));
+      TrackerOptions options = cli_tracker_options(global);
+      options.durable = o.durable;
+      tracker = std::make_unique<Tracker>(std::move(options));
     }
     for (auto& event : events) {
       if (tracker->track(std::move(event))) ++counts.accepted;
+    }
+    // Write-ahead: the events are in the spool (fsynced) before delivery is even tried.
+    if (o.durable && !tracker->sync(seconds_to_ms(o.timeout_s))) {
+      log::error("events not committed to the spool in time",
+                 {{"timeout_s", o.timeout_s}});
     }
     finish_delivery(*tracker, seconds_to_ms(o.timeout_s));
     // Final counters: what the flush left is spooled now, and what could not be is dropped.

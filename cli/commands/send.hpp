@@ -26,6 +26,8 @@ struct SendOptions {
   std::optional<std::string> id;
   /// Seconds to wait for delivery; what is not delivered by then is spooled.
   double timeout_s = 3;
+  /// Return only once the event is committed to the local spool (survives a crash after exit).
+  bool durable = false;
 };
 
 void setup_send(CLI::App& app, SendOptions& options);

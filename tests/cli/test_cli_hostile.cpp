@@ -116,8 +116,6 @@ TEST(CliHostileLimits, TwoMiBLineIsRejectedAndItsNeighboursStored) {
   ASSERT_EQ(reasons.size(), 1u);
   EXPECT_TRUE(contains(reasons[0], "line too long")) << reasons[0];
   EXPECT_TRUE(contains(reasons[0], "--max-line-bytes")) << reasons[0];
-  // The limit's value is named. (The CLI's own text omits the option name that every other limit
-  // reason and parse.cpp's line-length reason carry: reported, not asserted here.)
   EXPECT_TRUE(contains(reasons[0], "1048576")) << reasons[0];
   const auto s = summary_of(r);
   EXPECT_EQ(s["read"], 3);

@@ -49,6 +49,22 @@ TEST(CliSend, FromFlags) {
   EXPECT_EQ(s["stored"], 1);
 }
 
+TEST(CliSend, DurableWritesAheadToTheSpoolThenDelivers) {
+  TempDir home;
+  const std::string db = home.file("e.db");
+  const auto r = run_cli(home, {"--db", "sqlite:" + db, "send", "--durable", "--org", "3",
+                                "--event", "backup.completed", "-m", "n=1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(sqlite_scalar(db, "SELECT count(*) FROM analytics_events"), 1);
+  // The write-ahead copy went through the spool and was removed once delivered.
+  const std::string spool = home.file("spool") + "/spool.db";
+  ASSERT_TRUE(std::filesystem::exists(spool));
+  EXPECT_EQ(sqlite_scalar(spool, "SELECT count(*) FROM spool"), 0);
+  const auto s = summary_of(r);
+  EXPECT_EQ(s["accepted"], 1);
+  EXPECT_EQ(s["dropped"], 0);
+}
+
 TEST(CliSend, SystemEventHasNoUser) {
   TempDir home;
   const std::string db = home.file("e.db");
