@@ -217,7 +217,7 @@ void setup_ingest(CLI::App& app, IngestOptions& o) {
       ->check(CLI::Range(std::size_t{2}, std::size_t{1} << 30));
   app.add_option("--max-depth", o.max_depth, "deepest nesting of arrays/objects in a line")
       ->capture_default_str()
-      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}));
+      ->check(CLI::Range(std::size_t{2}, std::size_t{10000}));
   app.add_option("--max-keys", o.max_keys, "most keys in metadata, nested objects included")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{0}, std::size_t{100000000}));

@@ -6,6 +6,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <limits>
@@ -269,8 +270,11 @@ class MetadataScanner {
         case State::kValue:
           if (c == '{' || c == '[') {
             // The line's object is depth 1, so metadata's own object is depth 2.
-            if (stack_.size() + 2 > limits_.max_depth) {
-              return "nested deeper than " + std::to_string(limits_.max_depth) +
+            // A limit below 2 would refuse even the empty metadata object that a line without
+            // metadata gets by default; clamping keeps parse and validate_event in agreement.
+            const std::size_t max_depth = std::max<std::size_t>(limits_.max_depth, 2);
+            if (stack_.size() + 2 > max_depth) {
+              return "nested deeper than " + std::to_string(max_depth) +
                      " levels (--max-depth)";
             }
             stack_ += c;

@@ -28,5 +28,16 @@ mkdir -p "$build/fuzz-artifacts"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# libFuzzer reports every new input; keep that in a log and show its end (and the crash, if any).
+log=$build/fuzz.log
+status=0
 "$build/tests/fuzz/fuzz_parse_line" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
-  -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/" "$work/corpus"
+  -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/" "$work/corpus" >"$log" 2>&1 ||
+  status=$?
+if [[ $status -ne 0 ]]; then
+  grep -v -E '^#[0-9]+' "$log" | tail -n 80 >&2
+  echo "run-fuzz.sh: the fuzzer failed (exit $status); reproducer in $build/fuzz-artifacts/" >&2
+  exit "$status"
+fi
+grep -E '^(#[0-9]+.*DONE|stat::)' "$log" || tail -n 5 "$log"
+echo "run-fuzz.sh: no crash in $seconds s"

@@ -553,3 +553,17 @@ TEST(ValidateEvent, Limits) {
   e.metadata = R"({"a":{}})";
   EXPECT_EQ(validate_event(e, l), "metadata: nested deeper than 2 levels (--max-depth)");
 }
+
+// Found by the fuzzer: with --max-depth 1 a line without metadata was accepted, then its default
+// `{}` failed validate_event's depth check. Depth limits below 2 now mean 2 in both.
+TEST(ParseRegression, DepthLimitBelowTwoKeepsParseAndValidateInAgreement) {
+  ParseOptions options;
+  options.limits.max_depth = 1;
+  const auto result = parse_event_line(R"({"org_id":105,"event_name":"a.b"})", 1, options);
+  ASSERT_TRUE(std::holds_alternative<Event>(result));
+  EXPECT_EQ(validate_event(std::get<Event>(result), options.limits), "");
+  const auto nested = parse_event_line(R"({"org_id":1,"event_name":"a.b","metadata":{"x":{}}})",
+                                       1, options);
+  ASSERT_TRUE(std::holds_alternative<Rejection>(nested));
+  EXPECT_NE(std::get<Rejection>(nested).reason.find("nested deeper than 2"), std::string::npos);
+}
