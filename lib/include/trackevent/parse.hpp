@@ -17,9 +17,10 @@ class Catalog;
 struct Limits {
   /// Longest input line in bytes. Longer lines are skipped without being buffered whole.
   std::size_t max_line_bytes = 1024 * 1024;
-  /// Largest `metadata` object, serialised, in bytes.
+  /// Largest `metadata` object, serialised, in bytes. At least 2 (the default `{}`).
   std::size_t max_metadata_bytes = 32 * 1024;
-  /// Deepest nesting of arrays/objects inside the line (the line's own object is depth 1).
+  /// Deepest nesting of arrays/objects inside the line (the line's own object is depth 1, so
+  /// metadata's object is depth 2; smaller values act as 2).
   std::size_t max_depth = 64;
   /// Most keys in `metadata`, counted over all nested objects.
   std::size_t max_keys = 1000;
