@@ -142,8 +142,7 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
     }
     // Write-ahead: the events are in the spool (fsynced) before delivery is even tried.
     if (o.durable && !tracker->sync(seconds_to_ms(o.timeout_s))) {
-      log::error("events not committed to the spool in time",
-                 {{"timeout_s", o.timeout_s}});
+      log::error("events not committed to the spool in time", {{"timeout_s", o.timeout_s}});
     }
     finish_delivery(*tracker, seconds_to_ms(o.timeout_s));
     // Final counters: what the flush left is spooled now, and what could not be is dropped.

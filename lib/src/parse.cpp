@@ -274,8 +274,7 @@ class MetadataScanner {
             // metadata gets by default; clamping keeps parse and validate_event in agreement.
             const std::size_t max_depth = std::max<std::size_t>(limits_.max_depth, 2);
             if (stack_.size() + 2 > max_depth) {
-              return "nested deeper than " + std::to_string(max_depth) +
-                     " levels (--max-depth)";
+              return "nested deeper than " + std::to_string(max_depth) + " levels (--max-depth)";
             }
             stack_ += c;
             ++pos_;

@@ -2,6 +2,8 @@
 // The spool: a local SQLite file (WAL) holding events that could not be delivered yet.
 // Several processes may share one spool; each claims rows under a lease before delivering them.
 
+#include "trackevent/event.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -11,8 +13,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "trackevent/event.hpp"
 
 namespace trackevent::detail {
 

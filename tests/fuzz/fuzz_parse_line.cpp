@@ -1,17 +1,17 @@
 // libFuzzer target for the JSONL line parser. Besides "no crash, no sanitizer report" it checks
 // that whatever the parser accepts is an event the rest of the system can trust.
+#include "trackevent/catalog.hpp"
+#include "trackevent/event.hpp"
+#include "trackevent/parse.hpp"
+#include "trackevent/uuid.hpp"
+
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
-
-#include "trackevent/catalog.hpp"
-#include "trackevent/event.hpp"
-#include "trackevent/parse.hpp"
-#include "trackevent/uuid.hpp"
 
 namespace {
 

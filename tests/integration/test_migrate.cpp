@@ -261,7 +261,10 @@ TEST(MigratePostgres, ConcurrentMigratorsTakeTurns) {
             std::to_string(builtin.size()));
   EXPECT_EQ(scalar(url, "SELECT count(*) FROM pg_class WHERE relname = 'analytics_events'"), "1");
   // Every lock was released: no session still holds the migration lock.
-  EXPECT_EQ(scalar(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"), "0");
+  EXPECT_EQ(scalar(url,
+                   "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                   "(SELECT oid FROM pg_database WHERE datname = current_database())"),
+            "0");
 }
 
 TEST(MigratePostgres, TamperedChecksumIsRefusedNamingTheMigration) {

@@ -1,11 +1,11 @@
 #pragma once
 // Integration tests talk to the disposable PostgreSQL that scripts/pg-test-server starts.
 
-#include <cstdlib>
-#include <string>
-
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
+
+#include <cstdlib>
+#include <string>
 
 namespace trackevent::test {
 
@@ -17,12 +17,12 @@ inline std::string pg_admin_url() {
 
 /// Skips the test when there is no test server, unless TRACKEVENT_REQUIRE_PG=1 (the README's
 /// test command sets it), in which case a missing server is a failure.
-#define TRACKEVENT_REQUIRE_PG()                                                       \
-  do {                                                                                \
-    if (::trackevent::test::pg_admin_url().empty()) {                                 \
+#define TRACKEVENT_REQUIRE_PG()                                                           \
+  do {                                                                                    \
+    if (::trackevent::test::pg_admin_url().empty()) {                                     \
       if (std::getenv("TRACKEVENT_REQUIRE_PG")) FAIL() << "TRACKEVENT_TEST_PG_URL unset"; \
-      GTEST_SKIP() << "no test PostgreSQL (run through scripts/pg-test-server run)";  \
-    }                                                                                 \
+      GTEST_SKIP() << "no test PostgreSQL (run through scripts/pg-test-server run)";      \
+    }                                                                                     \
   } while (0)
 
 /// Drops and creates database `name` on the test server; returns its URL.

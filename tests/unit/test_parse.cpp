@@ -562,8 +562,8 @@ TEST(ParseRegression, DepthLimitBelowTwoKeepsParseAndValidateInAgreement) {
   const auto result = parse_event_line(R"({"org_id":105,"event_name":"a.b"})", 1, options);
   ASSERT_TRUE(std::holds_alternative<Event>(result));
   EXPECT_EQ(validate_event(std::get<Event>(result), options.limits), "");
-  const auto nested = parse_event_line(R"({"org_id":1,"event_name":"a.b","metadata":{"x":{}}})",
-                                       1, options);
+  const auto nested =
+      parse_event_line(R"({"org_id":1,"event_name":"a.b","metadata":{"x":{}}})", 1, options);
   ASSERT_TRUE(std::holds_alternative<Rejection>(nested));
   EXPECT_NE(std::get<Rejection>(nested).reason.find("nested deeper than 2"), std::string::npos);
 }

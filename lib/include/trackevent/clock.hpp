@@ -16,7 +16,9 @@ class Clock {
 /// The real monotonic clock.
 class SteadyClock final : public Clock {
  public:
-  [[nodiscard]] time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
+  [[nodiscard]] time_point now() const noexcept override {
+    return std::chrono::steady_clock::now();
+  }
 };
 
 }  // namespace trackevent

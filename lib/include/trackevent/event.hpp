@@ -1,12 +1,12 @@
 #pragma once
 /// The event value type: one row of `analytics_events`.
 
+#include "trackevent/uuid.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include "trackevent/uuid.hpp"
 
 namespace trackevent {
 

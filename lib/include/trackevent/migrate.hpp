@@ -1,17 +1,17 @@
 #pragma once
 /// Schema migrations, compiled into the library from schema/{postgres,sqlite}/NNNN_name.sql.
 
+#include "trackevent/sink.hpp"
+
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include "trackevent/sink.hpp"
 
 namespace trackevent {
 
 struct Migration {
   int version = 0;
-  std::string name;      ///< file name without the number and .sql, e.g. "create_analytics_events"
+  std::string name;  ///< file name without the number and .sql, e.g. "create_analytics_events"
   std::string sql;
   std::string checksum;  ///< hex SHA-256 of `sql`
 };
@@ -36,13 +36,14 @@ struct MigrateOptions {
 
 struct MigrateReport {
   std::vector<MigrationStatus> status;  ///< every known migration after the run (or as it would be)
-  std::vector<int> applied;             ///< versions applied by this run (or that would be, on dry run)
+  std::vector<int> applied;  ///< versions applied by this run (or that would be, on dry run)
 };
 
 /// Thrown for a migration problem: unreachable database (`unreachable` true), a changed checksum of
 /// an applied migration (message names it), or an SQL error in a migration.
 struct MigrateError : std::runtime_error {
-  MigrateError(const std::string& what, bool unreachable_) : std::runtime_error(what), unreachable(unreachable_) {}
+  MigrateError(const std::string& what, bool unreachable_)
+      : std::runtime_error(what), unreachable(unreachable_) {}
   bool unreachable = false;
 };
 

@@ -1,6 +1,9 @@
 #pragma once
 /// TrackerOptions: every knob of the Tracker, each with its default and the trade-off it makes.
 
+#include "trackevent/parse.hpp"
+#include "trackevent/sink.hpp"
+
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -8,9 +11,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-
-#include "trackevent/parse.hpp"
-#include "trackevent/sink.hpp"
 
 namespace trackevent {
 
@@ -25,10 +25,10 @@ enum class OverflowPolicy {
 
 /// One error reported to TrackerOptions::on_error, in addition to the log.
 struct ErrorInfo {
-  std::string message;      ///< what happened, e.g. "failed to record analytics event"
-  std::string detail;       ///< the underlying error (driver message, reason), password-free
-  std::string sqlstate;     ///< when the database gave one
-  std::size_t events = 0;   ///< how many events it concerns
+  std::string message;     ///< what happened, e.g. "failed to record analytics event"
+  std::string detail;      ///< the underlying error (driver message, reason), password-free
+  std::string sqlstate;    ///< when the database gave one
+  std::size_t events = 0;  ///< how many events it concerns
 };
 
 struct TrackerOptions {

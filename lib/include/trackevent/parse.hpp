@@ -1,13 +1,13 @@
 #pragma once
 /// Parsing and validation of one JSONL input line into an Event.
 
+#include "trackevent/event.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
-
-#include "trackevent/event.hpp"
 
 namespace trackevent {
 

@@ -1,14 +1,14 @@
 #pragma once
 /// Where batches of events are written: PostgreSQL in production, SQLite as the embedded default.
 
+#include "trackevent/event.hpp"
+
 #include <cstddef>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-
-#include "trackevent/event.hpp"
 
 namespace trackevent {
 
@@ -23,7 +23,8 @@ enum class Disposition {
 
 /// Classifies a SQLSTATE (empty when the connection was lost without one). `own_cancel` is true
 /// when a 57014 (query_canceled) came from our own statement timeout or cancel.
-[[nodiscard]] Disposition classify_sqlstate(std::string_view sqlstate, bool own_cancel = false) noexcept;
+[[nodiscard]] Disposition classify_sqlstate(std::string_view sqlstate,
+                                            bool own_cancel = false) noexcept;
 
 struct Failure {
   Disposition disposition = Disposition::retry;
@@ -75,14 +76,17 @@ struct PgTimeouts {
 };
 
 /// Opens a sink for `target`. Does not connect yet for PostgreSQL (connects lazily on first
-/// write, so construction never blocks). Throws std::runtime_error only for an unusable SQLite path.
-[[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target, const PgTimeouts& timeouts = {});
-/// As above, with `connections` parallel PostgreSQL connections when it is above 1: each batch of at
-/// least 1000 rows is cut into contiguous parts written concurrently, one transaction per part (see
-/// lib/src/parallel_sink.hpp). Ignored for SQLite (one connection). Connects lazily too.
+/// write, so construction never blocks). Throws std::runtime_error only for an unusable SQLite
+/// path.
+[[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target,
+                                              const PgTimeouts& timeouts = {});
+/// As above, with `connections` parallel PostgreSQL connections when it is above 1: each batch of
+/// at least 1000 rows is cut into contiguous parts written concurrently, one transaction per part
+/// (see lib/src/parallel_sink.hpp). Ignored for SQLite (one connection). Connects lazily too.
 [[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target, const PgTimeouts& timeouts,
                                               std::size_t connections);
-[[nodiscard]] std::unique_ptr<Sink> make_postgres_sink(std::string conninfo, const PgTimeouts& timeouts = {});
+[[nodiscard]] std::unique_ptr<Sink> make_postgres_sink(std::string conninfo,
+                                                       const PgTimeouts& timeouts = {});
 [[nodiscard]] std::unique_ptr<Sink> make_sqlite_sink(std::string path);
 
 }  // namespace trackevent
