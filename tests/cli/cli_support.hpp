@@ -3,6 +3,7 @@
 // an environment isolated from the developer's (no stray DATABASE_URL, spool or catalog), and
 // readers for the JSON log lines and the SQLite store.
 
+#include "support/net.hpp"
 #include "support/subprocess.hpp"
 
 #include <gtest/gtest.h>
@@ -164,16 +165,5 @@ inline std::string event_line(int i, const std::string& name = "user.signed_in")
 }
 
 /// A TCP port on 127.0.0.1 with nothing listening (bound once, then released).
-inline int closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 }  // namespace trackevent::test

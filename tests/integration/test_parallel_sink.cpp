@@ -3,6 +3,7 @@
 #include "trackevent/sink.hpp"
 
 #include "parallel_sink.hpp"
+#include "support/net.hpp"
 #include "support/pg.hpp"
 
 #include <gtest/gtest.h>
@@ -37,6 +38,7 @@ using trackevent::Failure;
 using trackevent::Sink;
 using trackevent::WriteResult;
 using trackevent::detail::ParallelSink;
+using trackevent::test::closed_port;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -95,18 +97,6 @@ struct Split {
     write(sink, batch.subspan(batch.size() / 2));
   }
 };
-
-int closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // ---- against a real server ----
 

@@ -2,6 +2,7 @@
 #include "trackevent/event.hpp"
 #include "trackevent/sink.hpp"
 
+#include "support/net.hpp"
 #include "support/pg.hpp"
 
 #include <gtest/gtest.h>
@@ -31,6 +32,7 @@ using trackevent::Event;
 using trackevent::PgTimeouts;
 using trackevent::Uuid;
 using trackevent::WriteResult;
+using trackevent::test::closed_port;
 
 using Clock = std::chrono::steady_clock;
 
@@ -112,19 +114,6 @@ class BlackHole {
   int fd_ = -1;
   int port_ = 0;
 };
-
-/// A port on 127.0.0.1 nobody listens on (bound, then released).
-int closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 class PgSinkTest : public ::testing::Test {
  protected:
