@@ -7,7 +7,9 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -237,107 +239,161 @@ bool fits_pg_numeric(std::string_view tok) noexcept {
   return msd + exponent <= kPgMaxIntegerDigits;
 }
 
+// Bytes a JSON string cannot hold as they are: the quote, the backslash and control bytes.
+constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+
+// High bit set in each byte of the result that is '"', '\\' or below 0x20. Exact for the lowest
+// flagged byte (borrows only run upwards, from a byte that does match), which is all we use.
+constexpr std::uint64_t special_bytes(std::uint64_t w) noexcept {
+  const std::uint64_t q = w ^ (kOnes * '"');
+  const std::uint64_t b = w ^ (kOnes * '\\');
+  // Per byte, (x - 1) & ~x has its high bit set when x is 0 (and only then, for the lowest one).
+  const std::uint64_t zero_q = (q - kOnes) & ~q;
+  const std::uint64_t zero_b = (b - kOnes) & ~b;
+  const std::uint64_t below = (w - kOnes * 0x20) & ~w;
+  return (zero_q | zero_b | below) & kHighs;
+}
+
+// Characters that can continue a number token (grammar is checked afterwards).
+inline bool is_number_char(char c) noexcept {
+  return is_digit(c) || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
 // Validates `text` as a JSON object, enforcing the metadata limits. Iterative, so hostile nesting
 // cannot overflow the stack. Writes nothing: most metadata has no whitespace to strip, and then
-// the text is copied in one go.
+// the text is copied in one go. The scan itself builds no strings: the reason is only made once
+// something is wrong.
 class MetadataScanner {
  public:
   MetadataScanner(std::string_view text, std::size_t base, const Limits& limits)
       : s_(text), base_(base), limits_(limits) {}
 
-  // "" when valid, else the reason (without the "metadata: " prefix).
-  std::string run() {
+  // True when valid; otherwise reason() says why (without the "metadata: " prefix).
+  bool run() {
     skip_ws();
-    if (pos_ >= s_.size() || s_[pos_] != '{') return "expected an object";
+    if (pos_ >= s_.size() || s_[pos_] != '{') return fail("expected an object");
+    // The line's object is depth 1, so metadata's own object is depth 2.
+    // A limit below 2 would refuse even the empty metadata object that a line without
+    // metadata gets by default; clamping keeps parse and validate_event in agreement.
+    const std::size_t max_depth = std::max<std::size_t>(limits_.max_depth, 2);
     enum class State { kValue, kValueOrEnd, kKey, kKeyOrEnd, kAfterValue };
     State state = State::kValue;
     for (;;) {
       skip_ws();
       if (pos_ >= s_.size()) {
-        if (state == State::kAfterValue && stack_.empty()) break;
-        return "invalid JSON: unexpected end";
+        if (state == State::kAfterValue && depth_ == 0) break;
+        return fail("invalid JSON: unexpected end");
       }
       const char c = s_[pos_];
       switch (state) {
         case State::kValueOrEnd:
           if (c == ']') {
-            stack_.pop_back();
+            pop();
             ++pos_;
             state = State::kAfterValue;
             break;
           }
           [[fallthrough]];
         case State::kValue:
-          if (c == '{' || c == '[') {
-            // The line's object is depth 1, so metadata's own object is depth 2.
-            // A limit below 2 would refuse even the empty metadata object that a line without
-            // metadata gets by default; clamping keeps parse and validate_event in agreement.
-            const std::size_t max_depth = std::max<std::size_t>(limits_.max_depth, 2);
-            if (stack_.size() + 2 > max_depth) {
-              return "nested deeper than " + std::to_string(max_depth) + " levels (--max-depth)";
-            }
-            stack_ += c;
-            ++pos_;
-            state = c == '{' ? State::kKeyOrEnd : State::kValueOrEnd;
-          } else if (c == '"') {
-            if (auto r = scan_string(); !r.empty()) return r;
+          if (c == '"') {
+            if (!scan_string()) return false;
             state = State::kAfterValue;
           } else if (c == '-' || is_digit(c)) {
-            if (auto r = scan_number(); !r.empty()) return r;
+            if (!scan_number()) return false;
             state = State::kAfterValue;
+          } else if (c == '{' || c == '[') {
+            if (depth_ + 2 > max_depth) {
+              return fail("nested deeper than " + std::to_string(max_depth) +
+                          " levels (--max-depth)");
+            }
+            push(c == '{');
+            ++pos_;
+            state = c == '{' ? State::kKeyOrEnd : State::kValueOrEnd;
           } else if (c == 't' || c == 'f' || c == 'n') {
-            if (auto r = scan_literal(); !r.empty()) return r;
+            if (!scan_literal(c)) return false;
             state = State::kAfterValue;
           } else {
-            return unexpected(c);
+            return fail(unexpected(c));
           }
           break;
         case State::kKeyOrEnd:
           if (c == '}') {
-            stack_.pop_back();
+            pop();
             ++pos_;
             state = State::kAfterValue;
             break;
           }
           [[fallthrough]];
         case State::kKey:
-          if (c != '"') return unexpected(c, "a key");
+          if (c != '"') return fail(unexpected(c, "a key"));
           if (++keys_ > limits_.max_keys) {
-            return "more than " + std::to_string(limits_.max_keys) + " keys (--max-keys)";
+            return fail("more than " + std::to_string(limits_.max_keys) + " keys (--max-keys)");
           }
-          if (auto r = scan_string(); !r.empty()) return r;
+          if (!scan_string()) return false;
           skip_ws();
           if (pos_ >= s_.size() || s_[pos_] != ':') {
-            return pos_ >= s_.size() ? "invalid JSON: unexpected end" : unexpected(s_[pos_], "':'");
+            return fail(pos_ >= s_.size() ? "invalid JSON: unexpected end"
+                                          : unexpected(s_[pos_], "':'"));
           }
           ++pos_;
           state = State::kValue;
           break;
         case State::kAfterValue:
-          if (stack_.empty()) return unexpected(c, "the end of the object");
+          if (depth_ == 0) return fail(unexpected(c, "the end of the object"));
           if (c == ',') {
             ++pos_;
-            state = stack_.back() == '{' ? State::kKey : State::kValue;
-          } else if ((c == '}' && stack_.back() == '{') || (c == ']' && stack_.back() == '[')) {
-            stack_.pop_back();
+            state = top_is_object() ? State::kKey : State::kValue;
+          } else if ((c == '}' && top_is_object()) || (c == ']' && !top_is_object())) {
+            pop();
             ++pos_;
           } else {
-            return unexpected(c, stack_.back() == '{' ? "',' or '}'" : "',' or ']'");
+            return fail(unexpected(c, top_is_object() ? "',' or '}'" : "',' or ']'"));
           }
           break;
       }
     }
-    return {};
+    return true;
   }
+
+  [[nodiscard]] std::string& reason() noexcept { return reason_; }
 
   // Whether whitespace between tokens (not around the whole object) was seen.
   [[nodiscard]] bool has_inner_whitespace() const noexcept { return inner_ws_; }
 
  private:
+  static constexpr std::size_t kInlineDepth = 64;
+
+  bool fail(std::string reason) {
+    reason_ = std::move(reason);
+    return false;
+  }
+
+  // The open containers: one bit per level (1 for an object) in the first 64 levels, a byte per
+  // level beyond them (only reachable with a --max-depth above 65).
+  void push(bool object) {
+    if (depth_ < kInlineDepth) {
+      const std::uint64_t bit = std::uint64_t{1} << depth_;
+      kinds_ = object ? (kinds_ | bit) : (kinds_ & ~bit);
+    } else {
+      deep_.push_back(object ? '{' : '[');
+    }
+    ++depth_;
+  }
+  void pop() noexcept {
+    --depth_;
+    if (depth_ >= kInlineDepth) deep_.pop_back();
+  }
+  [[nodiscard]] bool top_is_object() const noexcept {
+    const std::size_t top = depth_ - 1;
+    if (top < kInlineDepth) return ((kinds_ >> top) & 1U) != 0;
+    return deep_.back() == '{';
+  }
+
   void skip_ws() noexcept {
-    const std::size_t start = pos_;
+    if (pos_ >= s_.size() || !is_json_ws(s_[pos_])) return;
     while (pos_ < s_.size() && is_json_ws(s_[pos_])) ++pos_;
-    if (pos_ != start && !stack_.empty()) inner_ws_ = true;
+    if (depth_ != 0) inner_ws_ = true;
   }
 
   std::string at() const { return " at byte " + byte_pos(base_ + pos_); }
@@ -348,75 +404,114 @@ class MetadataScanner {
     return r;
   }
 
-  std::string scan_string() {
-    ++pos_;
-    for (;;) {
-      std::size_t i = pos_;
-      // Only quotes, escapes and control bytes need a closer look.
-      while (i < s_.size()) {
-        const auto c = static_cast<unsigned char>(s_[i]);
-        if (c == '"' || c == '\\' || c < 0x20) break;
-        ++i;
+  // Offset of the first '"', '\\' or control byte at or after `i`, or `n` when there is none.
+  // Only these need a closer look in a string, so the rest is skipped 8 bytes at a time.
+  static std::size_t find_special(const char* data, std::size_t i, std::size_t n) noexcept {
+    if constexpr (std::endian::native == std::endian::little) {
+      while (i < n) {
+        std::uint64_t w = 0;  // past the end: zero bytes, which count as special
+        if (n - i >= 8) {
+          std::memcpy(&w, data + i, 8);
+        } else {
+          std::memcpy(&w, data + i, n - i);
+        }
+        if (const std::uint64_t m = special_bytes(w); m != 0) {
+          return std::min(n, i + static_cast<std::size_t>(std::countr_zero(m)) / 8);
+        }
+        i += 8;
       }
-      pos_ = i;
-      if (pos_ >= s_.size()) return "invalid JSON: unterminated string" + at();
-      const char c = s_[pos_];
+      return n;
+    } else {
+      for (; i < n; ++i) {
+        const auto c = static_cast<unsigned char>(data[i]);
+        if (c == '"' || c == '\\' || c < 0x20) break;
+      }
+      return i;
+    }
+  }
+
+  bool scan_string() {
+    ++pos_;
+    const char* const data = s_.data();
+    const std::size_t n = s_.size();
+    for (;;) {
+      pos_ = find_special(data, pos_, n);
+      if (pos_ >= n) return fail("invalid JSON: unterminated string" + at());
+      const char c = data[pos_];
       if (c == '"') {
         ++pos_;
-        return {};
+        return true;
       }
       if (c != '\\') {
-        return "invalid JSON: control character " + quote(std::string_view(&s_[pos_], 1)) +
-               " in a string must be escaped" + at();
+        return fail("invalid JSON: control character " + quote(std::string_view(data + pos_, 1)) +
+                    " in a string must be escaped" + at());
       }
-      if (pos_ + 1 >= s_.size()) return "invalid JSON: unterminated string" + at();
-      const char e = s_[pos_ + 1];
+      if (pos_ + 1 >= n) return fail("invalid JSON: unterminated string" + at());
+      const char e = data[pos_ + 1];
       if (e == 'u') {
-        if (hex4(s_, pos_ + 2) < 0) return "invalid JSON: bad \\u escape" + at();
+        if (hex4(s_, pos_ + 2) < 0) return fail("invalid JSON: bad \\u escape" + at());
         std::size_t consumed = 0;
         std::string reason = check_unicode_escape(s_, pos_, base_, consumed);
-        if (!reason.empty()) return reason;
+        if (!reason.empty()) return fail(std::move(reason));
         pos_ += consumed;
       } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' ||
                  e == 'r' || e == 't') {
         pos_ += 2;
       } else {
-        return "invalid JSON: bad escape " + quote(s_.substr(pos_, 2)) + at();
+        return fail("invalid JSON: bad escape " + quote(s_.substr(pos_, 2)) + at());
       }
     }
   }
 
-  std::string scan_number() {
+  bool scan_number() {
     const std::size_t start = pos_;
-    while (pos_ < s_.size()) {
-      const char c = s_[pos_];
-      if (!is_digit(c) && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E') break;
-      ++pos_;
+    const std::size_t n = s_.size();
+    // Fast path: a plain integer ("-"? digits, no leading zero) ending the token. Any such
+    // integer with at most kPgMaxIntegerDigits digits fits numeric.
+    {
+      std::size_t i = start;
+      if (s_[i] == '-') ++i;
+      const std::size_t digits_start = i;
+      while (i < n && is_digit(s_[i])) ++i;
+      const std::size_t digits = i - digits_start;
+      if (digits != 0 && (digits == 1 || s_[digits_start] != '0') &&
+          digits <= static_cast<std::size_t>(kPgMaxIntegerDigits) &&
+          (i == n || !is_number_char(s_[i]))) {
+        pos_ = i;
+        return true;
+      }
     }
+    while (pos_ < n && is_number_char(s_[pos_])) ++pos_;
     const std::string_view tok = s_.substr(start, pos_ - start);
     long exponent = 0;
     if (classify_number(tok, exponent) == NumberKind::kInvalid) {
-      return "invalid JSON: bad number " + quote(tok) + " at byte " + byte_pos(base_ + start);
+      return fail("invalid JSON: bad number " + quote(tok) + " at byte " + byte_pos(base_ + start));
     }
     if (!fits_pg_numeric(tok)) {
-      return "number " + quote(tok) + " at byte " + byte_pos(base_ + start) +
-             " is out of range for PostgreSQL (at most 131072 digits before the decimal point "
-             "and 16383 after)";
+      return fail("number " + quote(tok) + " at byte " + byte_pos(base_ + start) +
+                  " is out of range for PostgreSQL (at most 131072 digits before the decimal "
+                  "point and 16383 after)");
     }
-    return {};
+    return true;
   }
 
-  std::string scan_literal() {
-    for (const std::string_view lit : {"true", "false", "null"}) {
-      if (s_.substr(pos_, lit.size()) == lit) {
-        const std::size_t end = pos_ + lit.size();
-        // "truex" is one bad token, not a literal followed by junk.
-        if (end < s_.size() && std::isalnum(static_cast<unsigned char>(s_[end])) != 0) break;
+  bool scan_literal(char first) {
+    const std::string_view lit = first == 't' ? "true" : first == 'f' ? "false" : "null";
+    if (s_.compare(pos_, lit.size(), lit) == 0) {
+      const std::size_t end = pos_ + lit.size();
+      // "truex" is one bad token, not a literal followed by junk.
+      if (end >= s_.size() || !is_alnum(s_[end])) {
         pos_ = end;
-        return {};
+        return true;
       }
     }
-    return "invalid JSON: bad literal" + at();
+    return fail("invalid JSON: bad literal" + at());
+  }
+
+  static bool is_alnum(char ch) noexcept {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x80) return is_digit(ch) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+    return std::isalnum(c) != 0;  // what a non-C locale makes of the byte
   }
 
   std::string_view s_;
@@ -424,7 +519,10 @@ class MetadataScanner {
   const Limits& limits_;
   std::size_t pos_ = 0;
   std::size_t keys_ = 0;
-  std::string stack_;  // '{' or '[' per open container
+  std::size_t depth_ = 0;  // open containers
+  std::uint64_t kinds_ = 0;
+  std::string deep_;
+  std::string reason_;
   bool inner_ws_ = false;
 };
 
@@ -453,8 +551,7 @@ void compact_json(std::string_view s, std::string& out) {
 std::string process_metadata(std::string_view raw, std::size_t base, const Limits& limits,
                              std::string& out) {
   MetadataScanner scanner(raw, base, limits);
-  std::string reason = scanner.run();
-  if (!reason.empty()) return "metadata: " + reason;
+  if (!scanner.run()) return "metadata: " + scanner.reason();
   if (scanner.has_inner_whitespace()) {
     compact_json(raw, out);
   } else {

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <string>
 
 using trackevent::Catalog;
@@ -566,4 +568,220 @@ TEST(ParseRegression, DepthLimitBelowTwoKeepsParseAndValidateInAgreement) {
       parse_event_line(R"({"org_id":1,"event_name":"a.b","metadata":{"x":{}}})", 1, options);
   ASSERT_TRUE(std::holds_alternative<Rejection>(nested));
   EXPECT_NE(std::get<Rejection>(nested).reason.find("nested deeper than 2"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edge cases of the metadata scanner's fast paths: strings are skipped 8 bytes at a time, plain
+// integers skip the full number grammar, containers are tracked in a bit stack up to 64 levels.
+
+namespace {
+// `len` bytes of 'a' with `x` inserted at `at`.
+std::string padded(std::size_t len, std::size_t at, std::string_view x) {
+  std::string s(at, 'a');
+  s += x;
+  s.append(len - at, 'a');
+  return s;
+}
+}  // namespace
+
+TEST(ParseScanner, EscapesAtEveryWordBoundary) {
+  for (std::size_t len = 0; len <= 25; ++len) {
+    for (std::size_t at = 0; at <= len; ++at) {
+      for (const char* esc : {R"(\")", R"(\\)", R"(\n)", R"(\/)", R"(\u00e9)", R"(\ud83d\ude00)"}) {
+        const std::string meta = R"({"k":")" + padded(len, at, esc) + "\"}";
+        EXPECT_EQ(ok(with_meta(meta)).metadata, meta) << meta;
+        EXPECT_EQ(validate_event([&] {
+                    Event e;
+                    e.org_id = 1;
+                    e.event_name = "a.b";
+                    e.metadata = meta;
+                    return e;
+                  }()),
+                  "")
+            << meta;
+      }
+      // Keys go through the same scan.
+      const std::string key_meta = "{\"" + padded(len, at, R"(\")") + "\":1}";
+      EXPECT_EQ(ok(with_meta(key_meta)).metadata, key_meta);
+    }
+  }
+}
+
+TEST(ParseScanner, OrdinaryBytesNextToSpecialOnesAreNotSpecial) {
+  // Neighbours of '"' (0x22), '\\' (0x5c) and 0x1f, DEL and multi-byte UTF-8 are ordinary.
+  for (const char* x : {" ", "!", "#", "[", "]", "\x7f", "é", "日本", "😀", "~"}) {
+    for (std::size_t len = 0; len <= 17; ++len) {
+      for (std::size_t at = 0; at <= len; ++at) {
+        const std::string meta = R"({"k":")" + padded(len, at, x) + "\"}";
+        EXPECT_EQ(ok(with_meta(meta)).metadata, meta) << meta;
+      }
+    }
+  }
+}
+
+TEST(ParseScanner, ControlBytesAndUnterminatedStringsAtEveryWordBoundary) {
+  Event e;
+  e.org_id = 1;
+  e.event_name = "a.b";
+  for (std::size_t len = 0; len <= 25; ++len) {
+    for (std::size_t at = 0; at <= len; ++at) {
+      for (const char ctl : {'\x01', '\x1f', '\n', '\0'}) {
+        e.metadata = R"({"k":")" + padded(len, at, std::string_view(&ctl, 1)) + "\"}";
+        static constexpr char kHex[] = "0123456789abcdef";
+        const std::string shown = {'\\', 'x', kHex[ctl >> 4], kHex[ctl & 0xf]};
+        EXPECT_EQ(validate_event(e), "metadata: invalid JSON: control character '" + shown +
+                                         "' in a string must be escaped at byte " +
+                                         std::to_string(7 + at))
+            << len << " " << at;
+        // A control byte right after an escape or a quote-like neighbour.
+        e.metadata = R"({"k":")" + padded(len, at, std::string("\\\\") + ctl) + "\"}";
+        EXPECT_EQ(validate_event(e), "metadata: invalid JSON: control character '" + shown +
+                                         "' in a string must be escaped at byte " +
+                                         std::to_string(9 + at));
+      }
+    }
+    // The string runs to the end of the text, at every distance from a word boundary.
+    e.metadata = R"({"k":")" + std::string(len, 'a');
+    EXPECT_EQ(validate_event(e),
+              "metadata: invalid JSON: unterminated string at byte " + std::to_string(7 + len));
+    e.metadata = R"({"k":")" + std::string(len, 'a') + "\\";
+    EXPECT_EQ(validate_event(e),
+              "metadata: invalid JSON: unterminated string at byte " + std::to_string(7 + len));
+    e.metadata = R"({"k":")" + std::string(len, 'a') + "\"";
+    EXPECT_EQ(validate_event(e), "metadata: invalid JSON: unexpected end");
+  }
+}
+
+TEST(ParseScanner, BadEscapesAtEveryWordBoundary) {
+  for (std::size_t len = 0; len <= 17; ++len) {
+    for (std::size_t at = 0; at <= len; ++at) {
+      const std::string meta = R"({"k":")" + padded(len, at, R"(\u0000)") + "\"}";
+      EXPECT_EQ(why(with_meta(meta)), "\\u0000 escape at byte " + std::to_string(49 + at) +
+                                          " (PostgreSQL jsonb cannot store NUL characters)");
+      Event e;
+      e.org_id = 1;
+      e.event_name = "a.b";
+      e.metadata = R"({"k":")" + padded(len, at, R"(\q)") + "\"}";
+      EXPECT_EQ(validate_event(e),
+                "metadata: invalid JSON: bad escape '\\q' at byte " + std::to_string(7 + at));
+    }
+  }
+}
+
+TEST(ParseScanner, IntegerFastPathEdges) {
+  for (const char* n : {"0", "-0", "7", "-7", "10", "1234567890123456789012345678901234567890",
+                        "-9223372036854775809", "1.5", "-0.5", "0e5", "1E+2", "12e-3"}) {
+    const std::string meta = std::string(R"({"a":)") + n + R"(,"b":[)" + n + "]}";
+    EXPECT_EQ(ok(with_meta(meta)).metadata, meta) << n;
+  }
+  for (const char* n : {"01", "-01", "00", "-", "--1", "1-", "1+", "1.", "1e", "-.5", "1.2.3",
+                        "0x1", "1e+-2", "-00"}) {
+    const std::string meta = std::string(R"({"a":)") + n + "}";
+    const std::string r = why(with_meta(meta));
+    EXPECT_EQ(r.rfind("metadata: invalid JSON: ", 0), 0U) << n << " -> " << r;
+  }
+  EXPECT_EQ(why(with_meta(R"({"a":1-})")), "metadata: invalid JSON: bad number '1-' at byte 48");
+  EXPECT_EQ(why(with_meta(R"({"a":-01})")), "metadata: invalid JSON: bad number '-01' at byte 48");
+  // The fast path stops at numeric's limit of 131072 integer digits.
+  const std::string tail =
+      " is out of range for PostgreSQL (at most 131072 digits before the decimal point and 16383 "
+      "after)";
+  ParseOptions big;
+  big.limits.max_metadata_bytes = 200'000;
+  for (const char* sign : {"", "-"}) {
+    const std::string max = sign + std::string(131072, '9');
+    const Event e = ok(with_meta(R"({"a":)" + max + "}"), big);
+    EXPECT_TRUE(e.metadata == R"({"a":)" + max + "}");  // not EXPECT_EQ: 128 KiB on failure
+    const std::string over = sign + std::string(131073, '1');
+    EXPECT_EQ(why(with_meta(R"({"a":)" + over + "}"), big),
+              "metadata: number '" + over.substr(0, 64) + "...' at byte 48" + tail);
+  }
+  // A number ending the text (validate_event has no padding after it).
+  Event e;
+  e.org_id = 1;
+  e.event_name = "a.b";
+  e.metadata = R"({"a":12)";
+  EXPECT_EQ(validate_event(e), "metadata: invalid JSON: unexpected end");
+  e.metadata = R"({"a":-)";
+  EXPECT_EQ(validate_event(e), "metadata: invalid JSON: bad number '-' at byte 6");
+}
+
+TEST(ParseScanner, Literals) {
+  EXPECT_EQ(ok(with_meta(R"({"a":true,"b":false,"c":null,"d":[true,false,null]})")).metadata,
+            R"({"a":true,"b":false,"c":null,"d":[true,false,null]})");
+  for (const char* bad :
+       {"tru", "truex", "true1", "falsE", "false_", "nul", "nullZ", "nulll", "fals", "t", "n"}) {
+    const std::string r = why(with_meta(std::string(R"({"a":)") + bad + "}"));
+    EXPECT_EQ(r.rfind("metadata: invalid JSON", 0), 0U) << bad << " -> " << r;
+  }
+  Event e;
+  e.org_id = 1;
+  e.event_name = "a.b";
+  for (const char* bad : {"truex}", "nullA}", "false9}", "tru", "nul", "t"}) {
+    e.metadata = std::string(R"({"a":)") + bad;
+    EXPECT_EQ(validate_event(e), "metadata: invalid JSON: bad literal at byte 6") << bad;
+  }
+  e.metadata = R"({"a":true)";
+  EXPECT_EQ(validate_event(e), "metadata: invalid JSON: unexpected end");
+  e.metadata = R"({"a":true-})";
+  EXPECT_EQ(validate_event(e),
+            "metadata: invalid JSON: unexpected '-' at byte 10 (expected ',' or '}')");
+}
+
+TEST(ParseScanner, DeepNestingBeyondTheInlineStack) {
+  ParseOptions o;
+  o.limits.max_depth = 200;
+  // Alternating objects and arrays, 150 levels: past the 64 levels kept in bits.
+  std::string open;
+  std::string close;
+  for (int i = 0; i < 150; ++i) {
+    open += i % 3 == 0 ? "[" : R"({"k":)";
+    close += i % 3 == 0 ? ']' : '}';
+  }
+  std::reverse(close.begin(), close.end());
+  const std::string meta = "{\"m\":" + open + "1" + close + "}";
+  EXPECT_EQ(ok(with_meta(meta), o).metadata, meta);
+  // Whitespace and siblings at every depth, then the wrong closer deep down and shallow.
+  std::string spaced = "{ \"m\" : " + open + " 1 " + close + " , \"z\" : [ ] }";
+  EXPECT_EQ(ok(with_meta(spaced), o).metadata, "{\"m\":" + open + "1" + close + ",\"z\":[]}");
+  for (const std::size_t flip : {0UL, 30UL, 60UL, 62UL, 63UL, 64UL, 65UL, 100UL, 149UL}) {
+    std::string wrong = close;
+    wrong[flip] = wrong[flip] == '}' ? ']' : '}';
+    const std::string line = with_meta("{\"m\":" + open + "1" + wrong + "}");
+    const std::string expected_closer = close[flip] == '}' ? "',' or '}'" : "',' or ']'";
+    EXPECT_EQ(why(line, o), "metadata: invalid JSON: unexpected '" + std::string(1, wrong[flip]) +
+                                "' at byte " + std::to_string(line.find(wrong) + flip + 1) +
+                                " (expected " + expected_closer + ")")
+        << flip;
+  }
+  // The limit itself, far beyond 64.
+  o.limits.max_depth = 151;
+  EXPECT_EQ(why(with_meta(meta), o), "metadata: nested deeper than 151 levels (--max-depth)");
+  o.limits.max_depth = 152;
+  EXPECT_EQ(why(with_meta(meta), o), "<accepted>");
+}
+
+TEST(ParseScanner, EventIdHexDigitsAndTheirNeighbours) {
+  const std::string good = "01890a5d-ac96-774b-bcce-b302099a8057";
+  for (std::size_t at = 0; at < good.size(); ++at) {
+    if (good[at] == '-') continue;
+    for (const char c : {'0', '9', 'a', 'f', 'A', 'F', '/', ':', '@', 'G', '`', 'g', '\x80'}) {
+      std::string id = good;
+      id[at] = c;
+      const std::string line = R"({"org_id":1,"event_name":"a.b","event_id":")" + id + "\"}";
+      const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+      if (hex) {
+        std::string lower = id;
+        for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        EXPECT_EQ(ok(line).event_id.to_string(), lower);
+      } else if (c != '\x80') {
+        EXPECT_EQ(why(line),
+                  "event_id: expected a UUID like '01890a5d-ac96-774b-bcce-b302099a8057', "
+                  "got '" +
+                      id + "'");
+      } else {
+        EXPECT_NE(why(line), "<accepted>");
+      }
+    }
+  }
 }
