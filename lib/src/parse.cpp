@@ -645,6 +645,14 @@ std::string read_id(od::value& v, const char* field, bool allow_null,
       return f() + "expected an integer, got " + type_name(t);
   }
   const std::string_view tok = trim_right(v.raw_json_token());
+  // Fast path: 1 to 18 digits without a leading zero is an integer >= 1 that fits 64 bits.
+  if (!tok.empty() && tok.size() <= 18 && tok.front() != '0' &&
+      std::all_of(tok.begin(), tok.end(), is_digit)) {
+    std::int64_t value = 0;
+    for (const char c : tok) value = value * 10 + (c - '0');
+    out = value;
+    return {};
+  }
   long exponent = 0;
   switch (classify_number(tok, exponent)) {
     case NumberKind::kInvalid:
@@ -725,6 +733,37 @@ enum Field : unsigned {
   kEventId = 1U << 5,
 };
 
+// The field a key names when its raw text (escapes not yet decoded) is exactly one of ours;
+// Field{0} means "decode the key and look again". The buffer is padded, so the compare may read
+// past a shorter key.
+Field field_of_raw(const od::raw_json_string& key) noexcept {
+  if (key == "org_id") return kOrgId;
+  if (key == "user_id") return kUserId;
+  if (key == "event_name") return kEventName;
+  if (key == "metadata") return kMetadata;
+  if (key == "occurred_at") return kOccurredAt;
+  if (key == "event_id") return kEventId;
+  return Field{0};
+}
+
+std::string_view name_of(Field f) noexcept {
+  switch (f) {
+    case kOrgId:
+      return "org_id";
+    case kUserId:
+      return "user_id";
+    case kEventName:
+      return "event_name";
+    case kMetadata:
+      return "metadata";
+    case kOccurredAt:
+      return "occurred_at";
+    case kEventId:
+      return "event_id";
+  }
+  return {};
+}
+
 Field field_of(std::string_view key) noexcept {
   if (key == "org_id") return kOrgId;
   if (key == "user_id") return kUserId;
@@ -794,10 +833,14 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
   for (auto field_result : obj) {
     od::field field;
     if (auto e = std::move(field_result).get(field); e) return Rejection{json_error(e)};
-    std::string_view key;
-    if (auto e = field.unescaped_key().get(key); e) return Rejection{json_error(e)};
-    const Field which = field_of(key);
-    if (which == 0) return Rejection{"unknown key " + quote(key)};
+    // Keys are nearly always written plainly: match the raw text, and decode only otherwise.
+    Field which = field_of_raw(field.key());
+    std::string_view key = name_of(which);
+    if (which == 0) {
+      if (auto e = field.unescaped_key().get(key); e) return Rejection{json_error(e)};
+      which = field_of(key);
+      if (which == 0) return Rejection{"unknown key " + quote(key)};
+    }
     if ((seen & which) != 0) return Rejection{"duplicate key " + quote(key)};
     seen |= which;
     od::value v = field.value();

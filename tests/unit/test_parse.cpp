@@ -785,3 +785,30 @@ TEST(ParseScanner, EventIdHexDigitsAndTheirNeighbours) {
     }
   }
 }
+
+TEST(ParseScanner, KeysThatAlmostMatchAField) {
+  EXPECT_EQ(why(R"({"org_id":1,"event_name":"a.b","org_i":1})"), "unknown key 'org_i'");
+  EXPECT_EQ(why(R"({"org_id":1,"event_name":"a.b","org_idx":1})"), "unknown key 'org_idx'");
+  EXPECT_EQ(why(R"({"org_id":1,"event_name":"a.b","metadata2":{}})"), "unknown key 'metadata2'");
+  EXPECT_EQ(why(R"({"org_id":1,"event_name":"a.b","org_id\"":1})"), "unknown key 'org_id\"'");
+  EXPECT_EQ(why(R"({"org_id":1,"event_name":"a.b","org_id\\":1})"), "unknown key 'org_id\\'");
+  EXPECT_EQ(why(R"({"org_id":1,"event_name":"a.b","":1})"), "unknown key ''");
+  EXPECT_EQ(why(R"({"org_id":1,"event_\u006eame":"a.b","event_name":"a.b"})"),
+            "duplicate key 'event_name'");
+  EXPECT_EQ(ok(R"({"\u006frg_id":1,"ev\u0065nt_name":"a.b","m\u0065tadata":{"k":1}})").metadata,
+            R"({"k":1})");
+  EXPECT_EQ(why(R"({"org_id":1,"event_name":"a.b","\x":1})"), "invalid JSON: bad string escape");
+}
+
+TEST(ParseScanner, IdFastPathEdges) {
+  EXPECT_EQ(ok(with_org("1")).org_id, 1);
+  EXPECT_EQ(ok(with_org("999999999999999999")).org_id, 999'999'999'999'999'999LL);     // 18 digits
+  EXPECT_EQ(ok(with_org("1000000000000000000")).org_id, 1'000'000'000'000'000'000LL);  // 19
+  EXPECT_EQ(ok(with_user("123456789012345678")).user_id, 123'456'789'012'345'678LL);
+  EXPECT_EQ(ok(with_org("42 ")).org_id, 42);
+  EXPECT_EQ(why(with_org("0")), "org_id: expected an integer >= 1, got 0");
+  EXPECT_EQ(why(with_org("007")), "org_id: invalid number '007'");
+  EXPECT_EQ(why(with_org("12a")), "org_id: invalid number '12a'");
+  EXPECT_EQ(why(with_org("12.0")),
+            "org_id: expected an integer, got a number with a fraction/exponent '12.0'");
+}
