@@ -72,13 +72,14 @@ bool Dispatcher::step() {
     popped_.clear();
     popped = s_.queue.pop(popped_, batcher_.room(), idle_wait(stopping),
                           pending_.empty() ? 1 : batcher_.room());
+    const auto popped_at = s_.clock->now();
     for (auto& item : popped_) {
       if (item.is_control()) {
         markers_.push_back(std::move(item.marker));
         flush_now_ = true;
       } else {
         pending_.push_back(std::move(item.event));
-        batcher_.add(item.queued_at);
+        batcher_.add(item.queued_at.value_or(popped_at));
       }
     }
   }
@@ -114,13 +115,14 @@ bool Dispatcher::step_durable() {
     popped_.clear();
     popped = s_.queue.pop(popped_, batcher_.room(), durable_wait(stopping),
                           pending_.empty() ? 1 : batcher_.room());
+    const auto popped_at = s_.clock->now();
     for (auto& item : popped_) {
       if (item.is_control()) {
         (item.marker->sync_only() ? sync_markers_ : markers_).push_back(std::move(item.marker));
         commit_now = true;
       } else {
         pending_.push_back(std::move(item.event));
-        batcher_.add(item.queued_at);
+        batcher_.add(item.queued_at.value_or(popped_at));
       }
     }
   }
@@ -443,7 +445,7 @@ void Dispatcher::complete_markers() {
 }
 
 void Dispatcher::settle(std::size_t events) noexcept {
-  s_.in_memory.fetch_sub(static_cast<std::int64_t>(events), std::memory_order_relaxed);
+  s_.settled.fetch_add(static_cast<std::int64_t>(events));
 }
 
 void Dispatcher::report(log::Level level, std::string_view key, std::string_view msg,

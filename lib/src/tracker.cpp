@@ -33,6 +33,43 @@ using Push = detail::BoundedQueue<QueueItem>::Push;
 // Real time the destructor allows past shutdown_timeout for the dispatcher to spool what is left.
 constexpr auto kShutdownMargin = std::chrono::milliseconds{500};
 
+/// The checks of validate_event() that do not look at metadata.
+bool identity_valid(const Event& e) noexcept {
+  return e.org_id >= 1 && (!e.user_id || *e.user_id >= 1) && is_valid_event_name(e.event_name);
+}
+
+/// Whether a json value serialised by nlohmann keeps clear of every metadata limit the
+/// validator checks on text: nesting (the metadata object is level 2), the key count, and NUL
+/// characters (jsonb cannot store them). Conservative: true only when no limit is even reached.
+bool dom_within_limits(const nlohmann::json& j, std::size_t depth, const Limits& limits,
+                       std::size_t& keys) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::object:
+      if (depth >= limits.max_depth) return false;
+      for (const auto& [key, value] : j.items()) {
+        if (++keys >= limits.max_keys || key.find('\0') != std::string::npos) return false;
+        if (!dom_within_limits(value, depth + 1, limits, keys)) return false;
+      }
+      return true;
+    case nlohmann::json::value_t::array:
+      if (depth >= limits.max_depth) return false;
+      for (const auto& value : j) {
+        if (!dom_within_limits(value, depth + 1, limits, keys)) return false;
+      }
+      return true;
+    case nlohmann::json::value_t::string:
+      return j.get_ref<const std::string&>().find('\0') == std::string::npos;
+    default:
+      return true;
+  }
+}
+
+/// Acceptance time and a fresh UUIDv7 from the same clock reading.
+void stamp_now(Event& e) noexcept {
+  e.occurred_at_us = now_unix_us();
+  e.event_id = make_uuid_v7(e.occurred_at_us / 1000);
+}
+
 std::shared_ptr<Sink> open_sink(const TrackerOptions& options) {
   if (options.sink) return options.sink;
   try {
@@ -139,7 +176,7 @@ class Tracker::Impl {
       // Only thread join/detach can throw here (never for a joinable thread we own).
     }
     closed_ = true;
-    final_ = s.counters.snapshot();
+    final_ = s.snapshot();
     // Durable mode: our events still in the spool (committed, not delivered) are spooled.
     final_.spooled += static_cast<std::uint64_t>(std::max<std::int64_t>(s.durable_backlog, 0));
     return final_;
@@ -151,14 +188,13 @@ class Tracker::Impl {
   bool enqueue(Event&& event) noexcept {
     auto& s = state();
     try {
-      Counters::add(s.counters.accepted);
-      QueueItem item{std::move(event), s.clock->now(), nullptr};
-      // Counted before the push: the dispatcher may settle the event before push returns.
-      s.in_memory.fetch_add(1, std::memory_order_relaxed);
+      QueueItem item{std::move(event), std::nullopt, nullptr};
+      if (s.stamp_on_push) item.queued_at = s.clock->now();
+      // A pushed event counts as accepted and in memory through the queue's ticket count.
       const Push pushed = s.options.on_full == OverflowPolicy::block ? s.queue.push_wait(item)
                                                                      : s.queue.try_push(item);
       if (pushed == Push::ok) return true;
-      s.in_memory.fetch_sub(1, std::memory_order_relaxed);
+      Counters::add(s.counters.accepted);
       return overflow(item.event, pushed);
     } catch (const std::exception& e) {
       Counters::add(s.counters.dropped);
@@ -182,7 +218,7 @@ class Tracker::Impl {
   FlushResult flush(std::chrono::milliseconds timeout) noexcept {
     auto& s = state();
     try {
-      if (s.in_memory.load() <= 0 && s.durable_backlog.load() <= 0) return {true, 0};
+      if (s.in_memory() <= 0 && s.durable_backlog.load() <= 0) return {true, 0};
       auto marker = std::make_shared<detail::FlushMarker>();
       QueueItem item;
       item.marker = marker;
@@ -192,14 +228,14 @@ class Tracker::Impl {
       }
     } catch (...) {
     }
-    return {false, static_cast<std::uint64_t>(std::max<std::int64_t>(s.in_memory.load(), 0))};
+    return {false, static_cast<std::uint64_t>(std::max<std::int64_t>(s.in_memory(), 0))};
   }
 
   bool sync(std::chrono::milliseconds timeout) noexcept {
     auto& s = state();
     if (!s.options.durable) return flush(timeout).complete;
     try {
-      if (s.in_memory.load() <= 0) return true;
+      if (s.in_memory() <= 0) return true;
       auto marker = std::make_shared<detail::FlushMarker>(/*sync_only=*/true);
       QueueItem item;
       item.marker = marker;
@@ -208,13 +244,13 @@ class Tracker::Impl {
       }
     } catch (...) {
     }
-    return s.in_memory.load() <= 0;
+    return s.in_memory() <= 0;
   }
 
   [[nodiscard]] Stats stats() const noexcept {
     std::lock_guard lock(close_mutex_);
     // After close() a detached dispatcher may still bump counters; the final ones stay final.
-    return closed_ ? final_ : state_->counters.snapshot();
+    return closed_ ? final_ : state_->snapshot();
   }
   [[nodiscard]] const Limits& limits() const noexcept { return state_->options.limits; }
 
@@ -336,12 +372,20 @@ void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
     // Serialised here, on the caller's thread, so the queue holds no DOM and the caller may
     // change its json afterwards. Strict: invalid UTF-8 is the caller's bug, not ours to mangle.
     event.metadata = metadata.dump();
-    if (std::string reason = validate_event(event, impl_->limits()); !reason.empty()) {
-      impl_->reject(event, reason);
-      return;
+    const Limits& limits = impl_->limits();
+    std::size_t keys = 0;
+    // dump() wrote valid JSON and UTF-8, so only the limits are left to check, on the DOM. When
+    // that check is in doubt, the full validator decides and words the reason.
+    const bool plainly_valid = identity_valid(event) &&
+                               event.metadata.size() <= limits.max_metadata_bytes &&
+                               dom_within_limits(metadata, 2, limits, keys);
+    if (!plainly_valid) {
+      if (std::string reason = validate_event(event, limits); !reason.empty()) {
+        impl_->reject(event, reason);
+        return;
+      }
     }
-    event.occurred_at_us = now_unix_us();
-    event.event_id = make_uuid_v7(event.occurred_at_us / 1000);
+    stamp_now(event);
   } catch (const std::exception& e) {
     impl_->reject(event, std::string("metadata: ") + e.what());
     return;
@@ -354,13 +398,22 @@ void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
 
 void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
                     std::string_view event_name) noexcept {
+  Event event;  // metadata "{}" by default
   try {
-    track(org_id, user_id, event_name, nlohmann::json::object());
+    event.org_id = org_id;
+    event.user_id = user_id;
+    event.event_name = event_name;
+    if (!identity_valid(event)) {
+      impl_->reject(event, validate_event(event, impl_->limits()));
+      return;
+    }
+    stamp_now(event);
   } catch (...) {
-    // Only allocating the empty object can throw here; count it like any failed track().
-    Event event;
+    // Only copying the name can throw here; count it like any failed track().
     impl_->reject(event, "out of memory");
+    return;
   }
+  impl_->enqueue(std::move(event));
 }
 
 bool Tracker::track(Event event) noexcept { return impl_->enqueue(std::move(event)); }

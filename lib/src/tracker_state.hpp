@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -57,7 +58,9 @@ class FlushMarker {
 /// events queued before it).
 struct QueueItem {
   Event event;
-  Clock::time_point queued_at{};
+  /// Set by track() only with an injected clock (tests); otherwise the dispatcher stamps items
+  /// when it takes them, which spares every track() a clock read.
+  std::optional<Clock::time_point> queued_at;
   std::shared_ptr<FlushMarker> marker;
   [[nodiscard]] bool is_control() const noexcept { return marker != nullptr; }
 };
@@ -85,6 +88,7 @@ struct TrackerState {
   TrackerState(TrackerOptions opts, std::shared_ptr<Sink> chosen_sink)
       : options(std::move(opts)),
         clock(options.clock ? options.clock : std::make_shared<SteadyClock>()),
+        stamp_on_push(options.clock != nullptr),
         sink(std::move(chosen_sink)),
         queue(options.queue_capacity),
         // --durable: every group commit is fsynced (synchronous=FULL).
@@ -92,13 +96,29 @@ struct TrackerState {
 
   const TrackerOptions options;
   const std::shared_ptr<Clock> clock;
+  const bool stamp_on_push;  // an injected clock: stamp queued_at in track(), deterministically
   const std::shared_ptr<Sink> sink;  // null: no usable database; everything is held in the spool
   BoundedQueue<QueueItem> queue;
   SpoolAccess spool;
   Counters counters;
-  /// Events accepted into the queue and not yet stored, dead-lettered, spooled or dropped
-  /// (durable mode: not yet committed to the spool).
-  std::atomic<std::int64_t> in_memory{0};
+  /// Events the dispatcher took from the queue and settled: stored, dead-lettered, spooled or
+  /// dropped (durable mode: committed to the spool).
+  std::atomic<std::int64_t> settled{0};
+
+  /// Events accepted into the queue and not settled yet. Derived from the queue's ticket count,
+  /// so track() bumps no counter of its own.
+  [[nodiscard]] std::int64_t in_memory() const noexcept {
+    // Settled first: a settle between the two loads can only make the result larger.
+    const std::int64_t done = settled.load();
+    return static_cast<std::int64_t>(queue.pushed()) - done;
+  }
+
+  /// The counters, with `accepted` completed by the events that went through the queue.
+  [[nodiscard]] Stats snapshot() const noexcept {
+    Stats st = counters.snapshot();
+    st.accepted += queue.pushed();
+    return st;
+  }
   /// Durable mode: this Tracker's events committed to the spool and not delivered yet. close()
   /// counts what is left as spooled.
   std::atomic<std::int64_t> durable_backlog{0};

@@ -239,5 +239,103 @@ TEST(BoundedQueue, ManyProducersOneConsumerLoseNothing) {
   EXPECT_EQ(q.size(), 0u);
 }
 
+TEST(BoundedQueue, SpillsPastTheRingInOrderWithControlItems) {
+  // More data than the lock-free ring holds: the rest goes to the side list, and flush markers
+  // queued in between come out exactly where they were queued.
+  constexpr int kItems = static_cast<int>(Queue::kMaxRing) * 3 + 17;
+  Queue q(static_cast<std::size_t>(kItems) + 10);
+  for (int i = 0; i < kItems; ++i) {
+    Item a{i};
+    ASSERT_EQ(q.try_push(a), Queue::Push::ok) << i;
+    if (i % 700 == 699) {
+      ASSERT_TRUE(q.push_control(Item{-(i + 1), true}));
+    }
+  }
+  EXPECT_EQ(q.size(), static_cast<std::size_t>(kItems));
+  EXPECT_EQ(q.pushed(), static_cast<std::uint64_t>(kItems));
+  std::vector<Item> out;
+  int next = 0;
+  int controls = 0;
+  for (;;) {
+    out.clear();
+    if (q.pop(out, 333, 0ms) == 0) break;
+    for (const Item& it : out) {
+      if (it.control) {
+        EXPECT_EQ(-it.value, next) << "marker after item " << next - 1;
+        ++controls;
+      } else {
+        EXPECT_EQ(it.value, next++);
+      }
+    }
+  }
+  EXPECT_EQ(next, kItems);
+  EXPECT_EQ(controls, kItems / 700);
+  EXPECT_EQ(q.size(), 0u);
+  // Spill mode ended with the last spilled item: the ring takes pushes again, in order.
+  for (int i = 0; i < 10; ++i) {
+    Item a{kItems + i};
+    ASSERT_EQ(q.try_push(a), Queue::Push::ok);
+  }
+  out.clear();
+  EXPECT_EQ(q.pop(out, 100, 0ms), 10u);
+  EXPECT_EQ(out.front().value, kItems);
+  EXPECT_EQ(out.back().value, kItems + 9);
+}
+
+TEST(BoundedQueue, CapacityHoldsAcrossRingAndSpill) {
+  const std::size_t capacity = Queue::kMaxRing + 5;
+  Queue q(capacity);
+  for (std::size_t i = 0; i < capacity; ++i) {
+    Item a{static_cast<int>(i)};
+    ASSERT_EQ(q.try_push(a), Queue::Push::ok) << i;
+  }
+  Item extra{-1};
+  EXPECT_EQ(q.try_push(extra), Queue::Push::full);
+  EXPECT_EQ(extra.value, -1);
+  q.close();
+  EXPECT_EQ(q.try_push(extra), Queue::Push::closed);
+  std::vector<Item> out;
+  std::size_t total = 0;
+  while (q.pop(out, 100, 0ms) > 0) total = out.size();
+  EXPECT_EQ(total, capacity);
+}
+
+TEST(BoundedQueue, ProducersRacingASlowConsumerThroughSpillLoseNothing) {
+  Queue q(100000);
+  constexpr int kPerProducer = 30000;
+  std::atomic<bool> go{false};
+  std::vector<std::thread> producers;
+  for (int p = 0; p < 2; ++p) {
+    producers.emplace_back([&, p] {
+      while (!go.load()) std::this_thread::yield();
+      for (int i = 0; i < kPerProducer; ++i) {
+        Item a{p * kPerProducer + i};
+        ASSERT_EQ(q.try_push(a), Queue::Push::ok);
+        if (i % 5000 == 0) q.push_control(Item{-1, true});
+      }
+    });
+  }
+  go.store(true);
+  std::vector<int> last(2, -1);
+  std::size_t received = 0;
+  std::vector<Item> out;
+  int rounds = 0;
+  while (received < 2u * kPerProducer) {
+    out.clear();
+    q.pop(out, 500, 50ms, 500);
+    for (const Item& it : out) {
+      if (it.control) continue;
+      ++received;
+      const auto p = static_cast<std::size_t>(it.value / kPerProducer);
+      EXPECT_GT(it.value, last[p]);
+      last[p] = it.value;
+    }
+    if (++rounds % 8 == 0) std::this_thread::sleep_for(1ms);  // fall behind: force spills
+  }
+  for (auto& t : producers) t.join();
+  EXPECT_EQ(q.size(), 0u);
+  EXPECT_EQ(q.pushed(), 2u * kPerProducer);
+}
+
 }  // namespace
 }  // namespace trackevent::detail

@@ -306,6 +306,32 @@ TEST_F(TrackerTest, InvalidInputIsRejectedNotQueued) {
   EXPECT_EQ(sink_->stored_count(), 0u);
 }
 
+TEST_F(TrackerTest, MetadataLimitsHoldForJsonObjects) {
+  // track(json) checks the limits on the DOM and leaves anything near them to the validator:
+  // at the limits is accepted, one past each is rejected, and so is a NUL anywhere.
+  TrackerOptions opts = options();
+  opts.limits.max_depth = 4;  // metadata is level 2, so two nested levels fit
+  opts.limits.max_keys = 5;
+  opts.limits.max_metadata_bytes = 200;
+  Tracker tracker(std::move(opts));
+  using nlohmann::json;
+  tracker.track(1, 1, "user.signed_in",
+                {{"a", {{"b", json::object()}}}, {"c", 1}, {"d", 2}, {"e", json::array({1, 2})}});
+  tracker.track(1, 1, "user.signed_in", {{"a", {{"b", {{"c", json::object()}}}}}});  // level 5
+  tracker.track(1, 1, "user.signed_in", {{"a", json::array({json::array({json::array()})})}});
+  tracker.track(1, 1, "user.signed_in",
+                {{"k1", 1}, {"k2", 2}, {"k3", 3}, {"k4", 4}, {"k5", 5}, {"k6", 6}});  // 6 keys
+  tracker.track(1, 1, "user.signed_in", {{"s", std::string("a\0b", 3)}});             // NUL
+  tracker.track(1, 1, "user.signed_in", {{std::string("k\0", 2), 1}});                // NUL key
+  tracker.track(1, 1, "user.signed_in", {{"big", std::string(300, 'x')}});            // bytes
+  tracker.track(1, 0, "user.signed_in", {{"ok", true}});                              // user_id 0
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  const auto stats = tracker.stats();
+  EXPECT_EQ(stats.accepted, 1u);
+  EXPECT_EQ(stats.rejected, 7u);
+  EXPECT_EQ(sink_->stored_count(), 1u);
+}
+
 TEST_F(TrackerTest, DestructorIsBoundedWithAHungSinkAndSpoolsTheRest) {
   sink_->close_gate();
   auto o = options();
