@@ -75,7 +75,10 @@ std::string Progress::format(std::uint64_t lines, std::uint64_t rejected, std::u
     out += pct;
   }
   out += human_bytes(static_cast<double>(bytes));
-  if (total_bytes > 0) out += "/" + human_bytes(static_cast<double>(total_bytes));
+  if (total_bytes > 0) {
+    out += '/';  // appended piecewise: GCC 12 warns (-Wrestrict) on "/" + std::string&& at -O3
+    out += human_bytes(static_cast<double>(total_bytes));
+  }
   out += "  " + with_commas(lines) + " lines";
   if (elapsed_s > 0) {
     const double lines_per_s = static_cast<double>(lines) / elapsed_s;

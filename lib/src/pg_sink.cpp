@@ -4,11 +4,13 @@
 // (its stream_to writes text format) and gives no access to the raw PGconn, which we need for
 // non-blocking I/O with our own deadlines, PQcancel, and error fields during connection.
 //
-// Round trips per batch: 1 on the fast path (a lone COPY is its own transaction). When the batch
-// holds an id the table already has (23505 on analytics_events_pkey), 2 more: COPY into a
-// session temp table inside BEGIN, then INSERT ... ON CONFLICT DO NOTHING; COMMIT. After such a
-// fallback the next batches go straight to the conflict-tolerant path while duplicates keep
-// turning up (spool replays tend to come in runs), so we don't pay the wasted COPY each time.
+// Per batch, on the fast path: one COPY (its own transaction; the query and then the data, two
+// round trips). When the batch holds an id the table already has (23505 on
+// analytics_events_pkey), two statements more: COPY into a session temp table inside BEGIN, then
+// INSERT ... ON CONFLICT DO NOTHING; COMMIT. After such a fallback the next batches go straight to
+// the conflict-tolerant path while duplicates keep turning up (spool replays tend to come in
+// runs), so we don't pay the wasted COPY each time. A batch of one event (`trackevent send`) is a
+// single parameterised INSERT ... ON CONFLICT DO NOTHING instead: one round trip.
 #include "trackevent/sink.hpp"
 
 #include <libpq-fe.h>
@@ -32,7 +34,6 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -56,10 +57,17 @@ constexpr const char* kInsertFromTemp =
     "SELECT event_id, org_id, user_id, event_name, metadata, occurred_at FROM trackevent_batch "
     "ON CONFLICT (event_id) DO NOTHING; "
     "COMMIT";
+constexpr const char* kInsertOne =
+    "INSERT INTO analytics_events (event_id, org_id, user_id, event_name, metadata, occurred_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING";
 constexpr std::string_view kPrimaryKey = "analytics_events_pkey";
 
 /// Batches after a duplicate-id fallback that skip the fast path (reset by a clean batch).
 constexpr int kConflictModeBatches = 16;
+/// COPY buffer capacity kept between batches (a larger one is freed after its batch).
+constexpr std::size_t kKeepCopyBytes = std::size_t{16} << 20;
+/// Largest field the binary COPY format (and a libpq parameter) can carry.
+constexpr std::size_t kMaxField = std::numeric_limits<std::int32_t>::max();
 /// Bytes per PQputCopyData call.
 constexpr std::size_t kCopyChunk = std::size_t{1} << 20;
 /// Seconds between 1970-01-01 and 2000-01-01, PostgreSQL's timestamp epoch.
@@ -67,10 +75,13 @@ constexpr std::int64_t kPgEpochOffsetUs = 946'684'800'000'000;
 
 // ---- binary COPY encoding ---------------------------------------------------------------------
 
+/// Writes binary COPY data into a caller-owned buffer, so its capacity is kept across batches
+/// (no large allocation, and no fresh pages to fault in, per batch).
 class CopyEncoder {
  public:
-  CopyEncoder() {
+  explicit CopyEncoder(std::string& buf) : buf_(buf) {
     static constexpr char kSignature[] = "PGCOPY\n\377\r\n";  // + the implicit '\0': 11 bytes
+    buf_.clear();
     buf_.append(kSignature, sizeof kSignature);
     put32(0);  // flags: no OIDs
     put32(0);  // header extension length
@@ -100,14 +111,9 @@ class CopyEncoder {
     return true;
   }
 
-  std::string finish() && {
-    put16(static_cast<std::uint16_t>(-1));  // trailer
-    return std::move(buf_);
-  }
+  void finish() { put16(static_cast<std::uint16_t>(-1)); }  // trailer
 
  private:
-  static constexpr std::size_t kMaxField = std::numeric_limits<std::int32_t>::max();
-
   template <typename U>
   void put_be(U v) {
     if constexpr (std::endian::native == std::endian::little) v = byteswap(v);
@@ -128,7 +134,7 @@ class CopyEncoder {
   void put32(std::uint32_t v) { put_be(v); }
   void put64(std::uint64_t v) { put_be(v); }
 
-  std::string buf_;
+  std::string& buf_;
 };
 
 struct UuidHash {
@@ -624,23 +630,18 @@ class PgSink final : public Sink {
     if (batch.empty()) return result;
 
     // Duplicate ids inside the batch: the first occurrence is sent, the rest counted here.
-    CopyEncoder enc;
+    mark_first_occurrences(batch);
     std::size_t sent = 0;
-    {
-      std::unordered_set<Uuid, UuidHash> seen;
-      seen.reserve(batch.size());
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        const Event& e = batch[i];
-        if (!seen.insert(e.event_id).second) continue;
-        if (!enc.add(e)) {
-          return failure(
-              Disposition::reject, "54000",
-              "event " + std::to_string(i) + " has a field over 2 GiB (rejected before sending)");
-        }
-        ++sent;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (!first_[i]) continue;
+      ++sent;
+      const Event& e = batch[i];
+      if (e.event_name.size() > kMaxField || e.metadata.size() + 1 > kMaxField) {
+        return failure(
+            Disposition::reject, "54000",
+            "event " + std::to_string(i) + " has a field over 2 GiB (rejected before sending)");
       }
     }
-    const std::string data = std::move(enc).finish();
     const std::size_t in_batch_dups = batch.size() - sent;
 
     if (!conninfo_valid_) {
@@ -650,6 +651,32 @@ class PgSink final : public Sink {
                      "invalid PostgreSQL connection string '" + described_ + "'");
     }
     if (auto f = ensure_connected()) return *f;
+
+    if (sent == 1) {
+      // One event (e.g. `trackevent send`): a parameterised INSERT ... ON CONFLICT DO NOTHING is
+      // one round trip where COPY needs two, and is idempotent by itself.
+      const Event& e = batch[static_cast<std::size_t>(
+          std::find(first_.begin(), first_.end(), true) - first_.begin())];
+      const Step s = insert_one(e);
+      if (s.kind != Step::Kind::ok) return fail_step(s);
+      result.stored = std::min<std::size_t>(s.affected, 1);
+      result.duplicates = batch.size() - result.stored;
+      return result;
+    }
+
+    CopyEncoder enc(copy_buf_);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (first_[i]) (void)enc.add(batch[i]);  // sizes checked above
+    }
+    enc.finish();
+    const std::string& data = copy_buf_;
+    // Keep the buffer for the next batch, unless an unusual batch made it huge.
+    struct Trim {
+      std::string& buf;
+      ~Trim() {
+        if (buf.capacity() > kKeepCopyBytes) std::string().swap(buf);
+      }
+    } trim{copy_buf_};
 
     if (conflict_mode_left_ == 0) {
       const Step s = copy(kCopyDirect, data);
@@ -677,6 +704,76 @@ class PgSink final : public Sink {
     return result;
   }
 
+  /// Sets first_[i] for each event whose id did not occur earlier in the batch. An open-addressing
+  /// table of indexes, reused across batches: no allocation per event.
+  void mark_first_occurrences(std::span<const Event> batch) {
+    first_.assign(batch.size(), false);
+    const std::size_t cap = std::bit_ceil(std::max<std::size_t>(batch.size() * 2, 16));
+    const int shift = 64 - std::countr_zero(cap);
+    slots_.assign(cap, 0);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const Uuid& id = batch[i].event_id;
+      std::size_t at = static_cast<std::size_t>((UuidHash{}(id)*0x9E3779B97F4A7C15ULL) >> shift);
+      bool seen = false;
+      while (slots_[at] != 0) {
+        if (batch[slots_[at] - 1].event_id == id) {
+          seen = true;
+          break;
+        }
+        at = (at + 1) & (cap - 1);
+      }
+      if (seen) continue;
+      slots_[at] = i + 1;
+      first_[i] = true;
+    }
+  }
+
+  /// INSERT ... ON CONFLICT DO NOTHING of one event, parameters in binary. Step::affected is 1
+  /// when stored, 0 when the id was already there.
+  Step insert_one(const Event& e) {
+    const auto be64 = [](std::int64_t v) {
+      std::array<char, 8> out{};
+      auto u = static_cast<std::uint64_t>(v);
+      for (int i = 7; i >= 0; --i) {
+        out[static_cast<std::size_t>(i)] = static_cast<char>(u & 0xFF);
+        u >>= 8;
+      }
+      return out;
+    };
+    const auto org = be64(e.org_id);
+    const auto user = be64(e.user_id.value_or(0));
+    const auto at = be64(e.occurred_at_us - kPgEpochOffsetUs);
+    std::string meta;
+    meta.reserve(e.metadata.size() + 1);
+    meta.push_back('\1');  // jsonb binary format version
+    meta += e.metadata;
+
+    static constexpr Oid kTypes[6] = {2950 /*uuid*/, 20 /*int8*/,    20 /*int8*/,
+                                      25 /*text*/,   3802 /*jsonb*/, 1184 /*timestamptz*/};
+    const char* values[6] = {reinterpret_cast<const char*>(e.event_id.bytes.data()),
+                             org.data(),
+                             e.user_id ? user.data() : nullptr,
+                             e.event_name.data(),
+                             meta.data(),
+                             at.data()};
+    const int lengths[6] = {static_cast<int>(e.event_id.bytes.size()),
+                            8,
+                            8,
+                            static_cast<int>(e.event_name.size()),
+                            static_cast<int>(meta.size()),
+                            8};
+    static constexpr int kFormats[6] = {1, 1, 1, 1, 1, 1};
+
+    auto deadline = Clock::now() + statement_budget();
+    bool cancelled = false;
+    if (PQsendQueryParams(conn_, kInsertOne, 6, kTypes, values, lengths, kFormats, 0) == 0) {
+      return broken("sending the query failed");
+    }
+    Step s;
+    if (!flush_output(deadline, cancelled, s)) return s;
+    return collect(deadline, cancelled);
+  }
+
   std::string conninfo_;
   std::string described_;
   PgTimeouts timeouts_;
@@ -684,6 +781,9 @@ class PgSink final : public Sink {
   PGconn* conn_ = nullptr;
   bool conninfo_valid_ = true;
   int conflict_mode_left_ = 0;
+  std::string copy_buf_;            // binary COPY data of the current batch
+  std::vector<bool> first_;         // per event of the batch: first with its id
+  std::vector<std::size_t> slots_;  // mark_first_occurrences' table (index + 1, 0: empty)
 };
 
 }  // namespace
