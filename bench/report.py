@@ -217,7 +217,10 @@ def report(work):
         w("")
         w("Wall time of a whole invocation (process start, connect, insert, exit), after 2 warm-ups.")
         w("")
-        w("Client CPU is the user + system time of the trackevent or psql process (median).")
+        w("Client CPU is the user + system time of the trackevent or psql process (median). The")
+        w("last rows take an invocation apart: starting the process (loading its shared libraries;")
+        w("`psql` is Debian's Perl wrapper, which then starts the psql binary) and, for psql,")
+        w("starting plus connecting (a new server backend) without the INSERT.")
         w("")
         w("| command | invocations | median ms | min ms | max ms | ratio to psql | client CPU ms |")
         w("|---|---:|---:|---:|---:|---:|---:|")
@@ -232,6 +235,9 @@ def report(work):
             label = {
                 "trackevent_send": "`trackevent send '{…}'`",
                 "psql_insert_one": "`psql -c \"INSERT … gen_random_uuid() …\"`",
+                "trackevent_version": "`trackevent --version` (process start only)",
+                "psql_version": "`psql --version` (process start only)",
+                "psql_select_one": "`psql -c \"SELECT 1\"` (start + connect, no insert)",
             }.get(name, name)
             if status != "ok" or not vals:
                 w(f"| {label} | {len(vals)} | FAILED ({status}) | — | — | — | — |")

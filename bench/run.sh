@@ -317,6 +317,26 @@ one_event() {  # one_event NAME COMMAND...: wall ms of $send_runs invocations (a
   XDG_STATE_HOME="$work/spool/state" XDG_DATA_HOME="$work/spool/data" "$TE" --db "$DB_URL" send "$send_json"
 one_event psql_insert_one psql -X -q -v ON_ERROR_STOP=1 -c "$insert_sql"
 
+# What the invocations are made of: process start alone, and psql's start + connect.
+startup_only() {  # startup_only NAME COMMAND...: like one_event, for commands that store nothing
+  local name=$1 ms=() cpu=() i t0 t1 status=ok
+  shift
+  for i in 1 2; do "$@" >/dev/null 2>>"$work/stderr-$name.log" || status="FAILED: exit $?"; done
+  for i in $(seq 1 "$send_runs"); do
+    t0=$(now_ns)
+    /usr/bin/time -f '%U %S' -o "$work/time-$name.txt" "$@" >/dev/null \
+      2>>"$work/stderr-$name.log" || status="FAILED: exit $?"
+    t1=$(now_ns)
+    ms+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e6}')")
+    cpu+=("$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$work/time-$name.txt")")
+  done
+  printf '%s\t%s\t%s\t%s\n' "$name" "$(printf '%s\n' "${ms[@]}" | sort -g | tr '\n' ' ')" "$status" \
+    "${cpu[*]:-}" >>"$work/send.tsv"
+}
+[[ $have_te -eq 1 ]] && startup_only trackevent_version "$TE" --version
+startup_only psql_version psql --version
+startup_only psql_select_one psql -X -q -c "SELECT 1"
+
 # --- Google Benchmark -------------------------------------------------------------------------
 if [[ $gbench -eq 1 ]]; then
   for b in bench_track bench_parse; do
