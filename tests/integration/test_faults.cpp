@@ -4,12 +4,12 @@
 // heals the server; client faults run the built CLI on a pipe fed at a pace.
 #include "trackevent/drain.hpp"
 #include "trackevent/log.hpp"
-#include "trackevent/migrate.hpp"
 #include "trackevent/sink.hpp"
 #include "trackevent/tracker.hpp"
 
 #include "cli/cli_support.hpp"
 #include "spool.hpp"
+#include "support/pg_schema.hpp"
 #include "support/pg_server.hpp"
 #include "support/subprocess.hpp"
 
@@ -54,7 +54,9 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
+using trackevent::test::create_analytics_events;
 using trackevent::test::PgServer;
+using trackevent::test::SchemaVia;
 using trackevent::test::TempDir;
 
 constexpr int kEvents = 3000;
@@ -302,7 +304,7 @@ class ServerFaults : public ::testing::Test {
   void SetUp() override {
     try {
       server_ = std::make_unique<PgServer>();
-      trackevent::migrate(trackevent::parse_database_url(server_->url()));
+      create_analytics_events(server_->url(), SchemaVia::migrate);
     } catch (const std::exception& e) {
       server_.reset();
       if (std::getenv("TRACKEVENT_REQUIRE_PG") == nullptr) {
@@ -662,7 +664,7 @@ class ClientFaults : public ::testing::Test {
   void start_server() {
     try {
       server_ = std::make_unique<PgServer>();
-      trackevent::migrate(trackevent::parse_database_url(server_->url()));
+      create_analytics_events(server_->url(), SchemaVia::migrate);
     } catch (const std::exception& e) {
       server_.reset();
       if (std::getenv("TRACKEVENT_REQUIRE_PG") == nullptr) {

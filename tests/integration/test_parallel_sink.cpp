@@ -5,6 +5,7 @@
 #include "parallel_sink.hpp"
 #include "support/net.hpp"
 #include "support/pg.hpp"
+#include "support/pg_schema.hpp"
 
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
@@ -15,16 +16,13 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,13 +37,6 @@ using trackevent::Sink;
 using trackevent::WriteResult;
 using trackevent::detail::ParallelSink;
 using trackevent::test::closed_port;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 Event make_event(std::uint64_t n) {
   Event e;
@@ -104,14 +95,8 @@ class ParallelPgSinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (trackevent::test::pg_admin_url().empty()) return;  // each test skips itself
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string("te_par_") + info->name();
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    url_ = trackevent::test::fresh_database(name);
-    pqxx::connection c{url_};
-    pqxx::nontransaction tx{c};
-    tx.exec(read_file(std::string(TRACKEVENT_SOURCE_DIR) +
-                      "/schema/postgres/0001_create_analytics_events.sql"));
+    url_ = trackevent::test::fresh_test_database("te_par_");
+    trackevent::test::create_analytics_events(url_, trackevent::test::SchemaVia::schema_file);
   }
 
   std::int64_t count_rows(const std::string& where = "true") {

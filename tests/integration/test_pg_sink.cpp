@@ -4,6 +4,7 @@
 
 #include "support/net.hpp"
 #include "support/pg.hpp"
+#include "support/pg_schema.hpp"
 
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
@@ -16,10 +17,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <fstream>
 #include <limits>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,13 +34,6 @@ using trackevent::WriteResult;
 using trackevent::test::closed_port;
 
 using Clock = std::chrono::steady_clock;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 /// Deterministic ids with explicit bytes (independent of the UUID parser/formatter).
 Uuid make_id(std::uint32_t salt, std::uint64_t n) {
@@ -119,17 +111,12 @@ class PgSinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (trackevent::test::pg_admin_url().empty()) return;  // each test skips itself
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string("te_sink_") + info->name();
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    url_ = trackevent::test::fresh_database(name);
+    url_ = trackevent::test::fresh_test_database("te_sink_");
   }
 
+  /// Each test that needs the table makes it; MissingTableHolds relies on there being none.
   void create_schema() {
-    pqxx::connection c{url_};
-    pqxx::nontransaction tx{c};
-    tx.exec(read_file(std::string(TRACKEVENT_SOURCE_DIR) +
-                      "/schema/postgres/0001_create_analytics_events.sql"));
+    trackevent::test::create_analytics_events(url_, trackevent::test::SchemaVia::schema_file);
   }
 
   std::int64_t count_rows() {
