@@ -34,10 +34,10 @@ namespace trackevent::detail {
 ///   spilled items; the consumer ends spill mode when it has taken the last of them.
 ///
 /// Producers signal the consumer only when it sleeps deeply *and* what it waits for has arrived
-/// (`wake_at` data items). While items have been flowing recently a waiting consumer polls in short
-/// slices instead, so a steady stream of pushes never pays for a system call; after `kQuietPolls`
-/// slices without a push it sleeps until signalled or its deadline. Control items, close() and
-/// wake() always signal.
+/// (`wake_at` data items, or a half-full ring, whichever comes first). While items have been
+/// flowing recently a waiting consumer polls in short slices instead, so a steady stream of pushes
+/// never pays for a system call; after `kQuietPolls` slices without a push it sleeps until
+/// signalled or its deadline. Control items, close() and wake() always signal.
 ///
 /// Consumers are serialised by a mutex (the dispatcher, or the thread spooling leftovers after
 /// it). A pop() that finds a ticket taken but its item not yet published waits for the producer
@@ -241,7 +241,14 @@ class BoundedQueue {
     state(c).store(free_state + 1, std::memory_order_release);
     // The ticket's compare-and-swap came before this load; the consumer stores `sleeping_`
     // before it reads the tail: one of the two sees the other (all sequentially consistent).
-    if (sleeping_.load() && ticket + 1 - head_seen_.load() >= wake_at_.load()) wake_if_ready();
+    const std::uint64_t in_ring = ticket + 1 - head_seen_.load();
+    if (sleeping_.load()) {
+      if (in_ring >= wake_at_.load() || in_ring >= size_ / 2) wake_if_ready();
+    } else if (in_ring == size_ / 2) {
+      // A polling consumer would see this within a slice; at a high push rate the ring could
+      // fill (and spill) before that. A hint, lock-free: no system call unless it is waiting.
+      not_empty_.notify_one();
+    }
   }
 
   /// A data push in spill mode. Empty when spill mode has ended (push to the ring instead).
@@ -339,8 +346,10 @@ class BoundedQueue {
   /// Called with mutex_ held.
   [[nodiscard]] bool ready() const noexcept {
     const std::uint64_t t = tail_.load();
+    const std::uint64_t in_ring = (t & kTicket) - head_;
     return (t & kClosed) != 0 || woken_.load() || side_controls_.load() > 0 ||
-           (t & kTicket) - head_ + side_data_.load() >= wake_at_.load();
+           in_ring >= size_ / 2 ||  // half full: take what is there, to keep room in the ring
+           in_ring + side_data_.load() >= wake_at_.load();
   }
 
   const std::size_t capacity_;
