@@ -84,7 +84,12 @@ class BoundedQueue {
         t = tail_.load();
         continue;  // spill mode just ended: back to the ring
       }
-      const std::uint64_t in_ring = (t & kTicket) - head_seen_.load(std::memory_order_acquire);
+      const std::uint64_t head = head_seen_.load(std::memory_order_acquire);
+      if (head > (t & kTicket)) {  // `t` is older than the consumer's progress: look again
+        t = tail_.load();
+        continue;
+      }
+      const std::uint64_t in_ring = (t & kTicket) - head;
       if (in_ring >= capacity_) return Push::full;
       if (in_ring >= size_) {
         // Ring full: data goes to the side list until the consumer has taken all of it.
@@ -241,7 +246,8 @@ class BoundedQueue {
     state(c).store(free_state + 1, std::memory_order_release);
     // The ticket's compare-and-swap came before this load; the consumer stores `sleeping_`
     // before it reads the tail: one of the two sees the other (all sequentially consistent).
-    const std::uint64_t in_ring = ticket + 1 - head_seen_.load();
+    const std::uint64_t head = head_seen_.load();  // may already be past this ticket
+    const std::uint64_t in_ring = head > ticket ? 0 : ticket + 1 - head;
     if (sleeping_.load()) {
       if (in_ring >= wake_at_.load() || in_ring >= size_ / 2) wake_if_ready();
     } else if (in_ring == size_ / 2) {

@@ -337,5 +337,35 @@ TEST(BoundedQueue, ProducersRacingASlowConsumerThroughSpillLoseNothing) {
   EXPECT_EQ(q.pushed(), 2u * kPerProducer);
 }
 
+TEST(BoundedQueue, NeverFullFarBelowCapacityWhileTheConsumerRaces) {
+  // Regression: a producer's stale view of the tail behind the consumer's progress once read as
+  // an (unsigned) enormous fill level, and try_push answered "full" with the queue nearly empty.
+  Queue q(std::size_t{1} << 22);
+  constexpr int kPerProducer = 250000;
+  std::atomic<bool> go{false};
+  std::atomic<int> refused{0};
+  std::atomic<int> finished{0};
+  std::vector<std::thread> producers;
+  for (int p = 0; p < 4; ++p) {
+    producers.emplace_back([&] {
+      while (!go.load()) std::this_thread::yield();
+      for (int i = 0; i < kPerProducer; ++i) {
+        Item a{i};
+        if (q.try_push(a) != Queue::Push::ok) refused.fetch_add(1);
+      }
+      finished.fetch_add(1);
+    });
+  }
+  go.store(true);
+  std::vector<Item> out;
+  while (finished.load() < 4 || q.size() > 0) {
+    out.clear();
+    q.pop(out, 64, 0ms);  // small, frequent pops: the consumer's head moves all the time
+  }
+  for (auto& t : producers) t.join();
+  EXPECT_EQ(refused.load(), 0);
+  EXPECT_EQ(q.pushed(), 4u * kPerProducer);
+}
+
 }  // namespace
 }  // namespace trackevent::detail
