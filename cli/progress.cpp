@@ -58,7 +58,7 @@ Progress::Progress(int fd, std::uint64_t total_bytes)
       total_bytes_(total_bytes),
       started_(std::chrono::steady_clock::now()),
       next_draw_(started_ + kInterval) {
-  log::set_line_sink_for_testing(this);
+  log::set_line_sink(this);
 }
 
 Progress::~Progress() { finish(); }
@@ -117,7 +117,7 @@ void Progress::finish() noexcept {
     active_ = false;
   }
   // Outside our mutex: the logger's sink calls line() while holding its own lock.
-  log::set_line_sink_for_testing(nullptr);
+  log::set_line_sink(nullptr);
 }
 
 void Progress::line(std::string_view text) {

@@ -308,12 +308,14 @@ void flush_suppressed() noexcept {
   }
 }
 
-void set_line_sink_for_testing(LineSink* sink) noexcept {
+void set_line_sink(LineSink* sink) noexcept {
   try {
     state().sink->set_test_sink(sink);
   } catch (...) {
   }
 }
+
+void set_line_sink_for_testing(LineSink* sink) noexcept { set_line_sink(sink); }
 
 // ABI: binaries built against log.hpp before Fields (ordered_json) call these signatures.
 // Declared here only, at the end, so no caller sees two overloads a braced list could match.

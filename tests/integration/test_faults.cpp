@@ -127,10 +127,10 @@ class LogCapture final : public trackevent::log::LineSink {
       std::lock_guard lock(mu_);
       lines_.clear();
     }
-    trackevent::log::set_line_sink_for_testing(this);
+    trackevent::log::set_line_sink(this);
   }
   std::vector<nlohmann::json> stop() {
-    trackevent::log::set_line_sink_for_testing(nullptr);
+    trackevent::log::set_line_sink(nullptr);
     std::lock_guard lock(mu_);
     std::vector<nlohmann::json> out;
     for (const auto& l : lines_) {

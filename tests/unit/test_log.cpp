@@ -33,11 +33,11 @@ class LogTest : public ::testing::Test {
  protected:
   void SetUp() override {
     flush_suppressed();  // nothing left over from another test
-    set_line_sink_for_testing(&capture_);
+    set_line_sink(&capture_);
     init(Format::json, Level::info);
   }
   void TearDown() override {
-    set_line_sink_for_testing(nullptr);
+    set_line_sink(nullptr);
     init(Format::json, Level::info);
   }
   Capture capture_;

@@ -55,12 +55,17 @@ void write_limited(Level level, std::string_view key, std::string_view msg,
 /// is lost silently. Runs automatically at process exit; call it before redirecting the log.
 void flush_suppressed() noexcept;
 
-/// For tests: sends lines to `sink` instead of stderr (nullptr restores stderr).
+/// Where log lines go instead of stderr: the CLI's progress line uses one to keep its terminal
+/// line intact, tests use one to capture lines.
 class LineSink {
  public:
   virtual ~LineSink() = default;
   virtual void line(std::string_view text) = 0;
 };
-void set_line_sink_for_testing(LineSink* sink) noexcept;
+/// Sends every log line to `sink` instead of stderr; nullptr restores stderr. The sink must
+/// outlive its installation and may be called from any thread (one line at a time).
+void set_line_sink(LineSink* sink) noexcept;
+/// The former name of set_line_sink(), kept for binaries built against it.
+[[deprecated("use set_line_sink")]] void set_line_sink_for_testing(LineSink* sink) noexcept;
 
 }  // namespace trackevent::log
