@@ -73,7 +73,28 @@ constexpr std::size_t kCopyChunk = std::size_t{1} << 20;
 /// Seconds between 1970-01-01 and 2000-01-01, PostgreSQL's timestamp epoch.
 constexpr std::int64_t kPgEpochOffsetUs = 946'684'800'000'000;
 
-// ---- binary COPY encoding ---------------------------------------------------------------------
+// ---- binary encoding (COPY rows and INSERT parameters) ----------------------------------------
+
+/// `v` in network byte order, as PostgreSQL's binary formats want it.
+template <typename U>
+std::array<char, sizeof(U)> big_endian(U v) {
+  std::array<char, sizeof(U)> out{};
+  for (std::size_t i = sizeof(U); i-- > 0;) {
+    out[i] = static_cast<char>(v & 0xFF);
+    v = static_cast<U>(v >> 8);
+  }
+  return out;
+}
+
+/// Microseconds since 1970 -> PostgreSQL's timestamptz (microseconds since 2000), binary.
+std::array<char, 8> pg_timestamp(std::int64_t unix_us) {
+  return big_endian(static_cast<std::uint64_t>(unix_us - kPgEpochOffsetUs));
+}
+
+/// What write_batch checks before encoding: every field fits the formats' int32 lengths.
+bool fits_binary_format(const Event& e) noexcept {
+  return e.event_name.size() <= kMaxField && e.metadata.size() + 1 <= kMaxField;
+}
 
 /// Writes binary COPY data into a caller-owned buffer, so its capacity is kept across batches
 /// (no large allocation, and no fresh pages to fault in, per batch).
@@ -87,9 +108,8 @@ class CopyEncoder {
     put32(0);  // header extension length
   }
 
-  /// False when a field does not fit the format's int32 length.
-  bool add(const Event& e) {
-    if (e.event_name.size() > kMaxField || e.metadata.size() + 1 > kMaxField) return false;
+  /// Appends one row; fits_binary_format(e) must hold.
+  void add(const Event& e) {
     put16(6);
     put32(16);
     buf_.append(reinterpret_cast<const char*>(e.event_id.bytes.data()), e.event_id.bytes.size());
@@ -107,32 +127,19 @@ class CopyEncoder {
     buf_.push_back('\1');  // jsonb binary format version
     buf_.append(e.metadata);
     put32(8);
-    put64(static_cast<std::uint64_t>(e.occurred_at_us - kPgEpochOffsetUs));
-    return true;
+    append(pg_timestamp(e.occurred_at_us));
   }
 
   void finish() { put16(static_cast<std::uint16_t>(-1)); }  // trailer
 
  private:
-  template <typename U>
-  void put_be(U v) {
-    if constexpr (std::endian::native == std::endian::little) v = byteswap(v);
-    char raw[sizeof v];
-    std::memcpy(raw, &v, sizeof v);
-    buf_.append(raw, sizeof v);
+  template <std::size_t N>
+  void append(const std::array<char, N>& bytes) {
+    buf_.append(bytes.data(), N);
   }
-  template <typename U>
-  static U byteswap(U v) {
-    U out = 0;
-    for (std::size_t i = 0; i < sizeof v; ++i) {
-      out = static_cast<U>((out << 8) | (v & 0xFF));
-      v = static_cast<U>(v >> 8);
-    }
-    return out;
-  }
-  void put16(std::uint16_t v) { put_be(v); }
-  void put32(std::uint32_t v) { put_be(v); }
-  void put64(std::uint64_t v) { put_be(v); }
+  void put16(std::uint16_t v) { append(big_endian(v)); }
+  void put32(std::uint32_t v) { append(big_endian(v)); }
+  void put64(std::uint64_t v) { append(big_endian(v)); }
 
   std::string& buf_;
 };
@@ -636,7 +643,7 @@ class PgSink final : public Sink {
       if (!first_[i]) continue;
       ++sent;
       const Event& e = batch[i];
-      if (e.event_name.size() > kMaxField || e.metadata.size() + 1 > kMaxField) {
+      if (!fits_binary_format(e)) {
         return failure(
             Disposition::reject, "54000",
             "event " + std::to_string(i) + " has a field over 2 GiB (rejected before sending)");
@@ -666,7 +673,7 @@ class PgSink final : public Sink {
 
     CopyEncoder enc(copy_buf_);
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (first_[i]) (void)enc.add(batch[i]);  // sizes checked above
+      if (first_[i]) enc.add(batch[i]);
     }
     enc.finish();
     const std::string& data = copy_buf_;
@@ -731,18 +738,9 @@ class PgSink final : public Sink {
   /// INSERT ... ON CONFLICT DO NOTHING of one event, parameters in binary. Step::affected is 1
   /// when stored, 0 when the id was already there.
   Step insert_one(const Event& e) {
-    const auto be64 = [](std::int64_t v) {
-      std::array<char, 8> out{};
-      auto u = static_cast<std::uint64_t>(v);
-      for (int i = 7; i >= 0; --i) {
-        out[static_cast<std::size_t>(i)] = static_cast<char>(u & 0xFF);
-        u >>= 8;
-      }
-      return out;
-    };
-    const auto org = be64(e.org_id);
-    const auto user = be64(e.user_id.value_or(0));
-    const auto at = be64(e.occurred_at_us - kPgEpochOffsetUs);
+    const auto org = big_endian(static_cast<std::uint64_t>(e.org_id));
+    const auto user = big_endian(static_cast<std::uint64_t>(e.user_id.value_or(0)));
+    const auto at = pg_timestamp(e.occurred_at_us);
     std::string meta;
     meta.reserve(e.metadata.size() + 1);
     meta.push_back('\1');  // jsonb binary format version
