@@ -7,6 +7,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cctype>
 #include <cstdint>
@@ -733,44 +734,37 @@ enum Field : unsigned {
   kEventId = 1U << 5,
 };
 
+// The six keys a line may have, with the field each names.
+constexpr std::array<std::pair<std::string_view, Field>, 6> kFieldNames{{
+    {"org_id", kOrgId},
+    {"user_id", kUserId},
+    {"event_name", kEventName},
+    {"metadata", kMetadata},
+    {"occurred_at", kOccurredAt},
+    {"event_id", kEventId},
+}};
+
 // The field a key names when its raw text (escapes not yet decoded) is exactly one of ours;
 // Field{0} means "decode the key and look again". The buffer is padded, so the compare may read
 // past a shorter key.
 Field field_of_raw(const od::raw_json_string& key) noexcept {
-  if (key == "org_id") return kOrgId;
-  if (key == "user_id") return kUserId;
-  if (key == "event_name") return kEventName;
-  if (key == "metadata") return kMetadata;
-  if (key == "occurred_at") return kOccurredAt;
-  if (key == "event_id") return kEventId;
+  for (const auto& [name, field] : kFieldNames) {
+    if (key == name) return field;
+  }
   return Field{0};
 }
 
 std::string_view name_of(Field f) noexcept {
-  switch (f) {
-    case kOrgId:
-      return "org_id";
-    case kUserId:
-      return "user_id";
-    case kEventName:
-      return "event_name";
-    case kMetadata:
-      return "metadata";
-    case kOccurredAt:
-      return "occurred_at";
-    case kEventId:
-      return "event_id";
+  for (const auto& [name, field] : kFieldNames) {
+    if (field == f) return name;
   }
   return {};
 }
 
 Field field_of(std::string_view key) noexcept {
-  if (key == "org_id") return kOrgId;
-  if (key == "user_id") return kUserId;
-  if (key == "event_name") return kEventName;
-  if (key == "metadata") return kMetadata;
-  if (key == "occurred_at") return kOccurredAt;
-  if (key == "event_id") return kEventId;
+  for (const auto& [name, field] : kFieldNames) {
+    if (key == name) return field;
+  }
   return Field{0};
 }
 
@@ -943,7 +937,7 @@ ParseResult parse_event_line(std::string_view line, std::int64_t now_us,
   }
 }
 
-std::string validate_event(const Event& event, const Limits& limits) {
+std::string validate_event_identity(const Event& event) {
   if (!is_valid_event_name(event.event_name)) return name_reason(event.event_name);
   if (event.org_id < 1) {
     return "org_id: expected an integer >= 1, got " + std::to_string(event.org_id);
@@ -951,6 +945,11 @@ std::string validate_event(const Event& event, const Limits& limits) {
   if (event.user_id && *event.user_id < 1) {
     return "user_id: expected an integer >= 1 or none, got " + std::to_string(*event.user_id);
   }
+  return {};
+}
+
+std::string validate_event(const Event& event, const Limits& limits) {
+  if (std::string reason = validate_event_identity(event); !reason.empty()) return reason;
   const std::string_view meta = event.metadata;
   if (meta.size() > limits.max_metadata_bytes) {
     return "metadata: " + std::to_string(meta.size()) + " bytes (limit " +

@@ -33,11 +33,6 @@ using Push = detail::BoundedQueue<QueueItem>::Push;
 // Real time the destructor allows past shutdown_timeout for the dispatcher to spool what is left.
 constexpr auto kShutdownMargin = std::chrono::milliseconds{500};
 
-/// The checks of validate_event() that do not look at metadata.
-bool identity_valid(const Event& e) noexcept {
-  return e.org_id >= 1 && (!e.user_id || *e.user_id >= 1) && is_valid_event_name(e.event_name);
-}
-
 /// Whether a json value serialised by nlohmann keeps clear of every metadata limit the
 /// validator checks on text: nesting (the metadata object is level 2), the key count, and NUL
 /// characters (jsonb cannot store them). Conservative: true only when no limit is even reached.
@@ -376,7 +371,7 @@ void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
     std::size_t keys = 0;
     // dump() wrote valid JSON and UTF-8, so only the limits are left to check, on the DOM. When
     // that check is in doubt, the full validator decides and words the reason.
-    const bool plainly_valid = identity_valid(event) &&
+    const bool plainly_valid = validate_event_identity(event).empty() &&
                                event.metadata.size() <= limits.max_metadata_bytes &&
                                dom_within_limits(metadata, 2, limits, keys);
     if (!plainly_valid) {
@@ -403,13 +398,13 @@ void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
     event.org_id = org_id;
     event.user_id = user_id;
     event.event_name = event_name;
-    if (!identity_valid(event)) {
-      impl_->reject(event, validate_event(event, impl_->limits()));
+    if (std::string reason = validate_event_identity(event); !reason.empty()) {
+      impl_->reject(event, reason);
       return;
     }
     stamp_now(event);
   } catch (...) {
-    // Only copying the name can throw here; count it like any failed track().
+    // Only allocating (the name, a rejection reason) can throw here; counted like any failure.
     impl_->reject(event, "out of memory");
     return;
   }

@@ -47,6 +47,10 @@ using ParseResult = std::variant<Event, Rejection>;
 [[nodiscard]] ParseResult parse_event_line(std::string_view line, std::int64_t now_us,
                                            const ParseOptions& options = {}) noexcept;
 
+/// The checks of validate_event() that do not look at metadata: the name, org_id and user_id.
+/// Returns an empty string when they pass, else the reason.
+[[nodiscard]] std::string validate_event_identity(const Event& event);
+
 /// Validates an event built in code (Tracker::track): name, ids, metadata being a JSON object.
 /// Returns an empty string when valid, else the reason.
 [[nodiscard]] std::string validate_event(const Event& event, const Limits& limits = {});
