@@ -284,8 +284,26 @@ done
 # --- one event: trackevent send vs psql -c INSERT ---------------------------------------------
 send_json='{"org_id":1,"user_id":2,"event_name":"backup.completed","metadata":{"bytes":123456,"host":"db1"}}'
 insert_sql="INSERT INTO analytics_events($COLS) VALUES (gen_random_uuid(), 1, 2, 'backup.completed', '{\"bytes\":123456,\"host\":\"db1\"}', now())"
+# time_invocations NAME COMMAND...: runs COMMAND $send_runs times, appending each wall time (ms)
+# to the caller's `ms` array and its user + system CPU (ms) to `cpu`; a failure sets `status`.
+time_invocations() {
+  local name=$1 i t0 t1
+  shift
+  for i in $(seq 1 "$send_runs"); do
+    t0=$(now_ns)
+    /usr/bin/time -f '%U %S' -o "$work/time-$name.txt" "$@" >/dev/null \
+      2>>"$work/stderr-$name.log" || status="FAILED: exit $?"
+    t1=$(now_ns)
+    ms+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e6}')")
+    cpu+=("$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$work/time-$name.txt")")
+  done
+}
+record_invocations() {  # record_invocations NAME: one send.tsv row from `ms`, `status`, `cpu`
+  printf '%s\t%s\t%s\t%s\n' "$1" "$(printf '%s\n' "${ms[@]}" | sort -g | tr '\n' ' ')" "$status" \
+    "${cpu[*]:-}" >>"$work/send.tsv"
+}
 one_event() {  # one_event NAME COMMAND...: wall ms of $send_runs invocations (after 2 warm-ups)
-  local name=$1 ms=() cpu=() i t0 t1 before after status=ok
+  local name=$1 ms=() cpu=() i before after status=ok
   shift
   reset_table
   fresh_spool
@@ -296,21 +314,13 @@ one_event() {  # one_event NAME COMMAND...: wall ms of $send_runs invocations (a
       "$(printf '%q ' "$@")" >/dev/null 2>>"$work/stderr-$name.log" || status="FAILED: hyperfine"
     mapfile -t ms < <(python3 -c 'import json,sys; [print(t*1000) for t in json.load(open(sys.argv[1]))["results"][0]["times"]]' "$work/hyperfine-$name.json")
   else
-    for i in $(seq 1 "$send_runs"); do
-      t0=$(now_ns)
-      /usr/bin/time -f '%U %S' -o "$work/time-$name.txt" "$@" >/dev/null \
-        2>>"$work/stderr-$name.log" || status="FAILED: exit $?"
-      t1=$(now_ns)
-      ms+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e6}')")
-      cpu+=("$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$work/time-$name.txt")")
-    done
+    time_invocations "$name" "$@"
   fi
   after=$(row_count)
   if [[ $status == ok && $((after - before)) -ne $((send_runs + 2)) ]]; then
     status="FAILED: stored $((after - before)) of $((send_runs + 2))"
   fi
-  printf '%s\t%s\t%s\t%s\n' "$name" "$(printf '%s\n' "${ms[@]}" | sort -g | tr '\n' ' ')" "$status" \
-    "${cpu[*]:-}" >>"$work/send.tsv"
+  record_invocations "$name"
   log "$name: median $(printf '%s\n' "${ms[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') ms $status"
 }
 [[ $have_te -eq 1 ]] && one_event trackevent_send env TRACKEVENT_SPOOL_DIR="$work/spool/state" \
@@ -319,19 +329,11 @@ one_event psql_insert_one psql -X -q -v ON_ERROR_STOP=1 -c "$insert_sql"
 
 # What the invocations are made of: process start alone, and psql's start + connect.
 startup_only() {  # startup_only NAME COMMAND...: like one_event, for commands that store nothing
-  local name=$1 ms=() cpu=() i t0 t1 status=ok
+  local name=$1 ms=() cpu=() i status=ok
   shift
   for i in 1 2; do "$@" >/dev/null 2>>"$work/stderr-$name.log" || status="FAILED: exit $?"; done
-  for i in $(seq 1 "$send_runs"); do
-    t0=$(now_ns)
-    /usr/bin/time -f '%U %S' -o "$work/time-$name.txt" "$@" >/dev/null \
-      2>>"$work/stderr-$name.log" || status="FAILED: exit $?"
-    t1=$(now_ns)
-    ms+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e6}')")
-    cpu+=("$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$work/time-$name.txt")")
-  done
-  printf '%s\t%s\t%s\t%s\n' "$name" "$(printf '%s\n' "${ms[@]}" | sort -g | tr '\n' ' ')" "$status" \
-    "${cpu[*]:-}" >>"$work/send.tsv"
+  time_invocations "$name" "$@"
+  record_invocations "$name"
 }
 [[ $have_te -eq 1 ]] && startup_only trackevent_version "$TE" --version
 startup_only psql_version psql --version
