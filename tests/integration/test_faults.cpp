@@ -9,6 +9,7 @@
 
 #include "cli/cli_support.hpp"
 #include "spool.hpp"
+#include "support/net.hpp"
 #include "support/pg_schema.hpp"
 #include "support/pg_server.hpp"
 #include "support/subprocess.hpp"
@@ -54,6 +55,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
+using trackevent::test::BlackHole;
 using trackevent::test::create_analytics_events;
 using trackevent::test::PgServer;
 using trackevent::test::SchemaVia;
@@ -867,32 +869,6 @@ TEST_F(ClientFaults, SpoolOnAFullFileSystem) {
             << std::endl;
   EXPECT_EQ(rows, spooled) << "the summary's spooled does not match the spool file";
 }
-
-/// A TCP port that completes handshakes and never answers: a database that hangs at connect.
-class BlackHole {
- public:
-  BlackHole() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd_, 64) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      throw std::runtime_error("cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  ~BlackHole() { ::close(fd_); }
-  BlackHole(const BlackHole&) = delete;
-  BlackHole& operator=(const BlackHole&) = delete;
-  [[nodiscard]] int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
 
 TEST_F(ClientFaults, HungDatabaseAndFullSpool) {
   // The database hangs (connect never answers), so at the end of input the flush times out with

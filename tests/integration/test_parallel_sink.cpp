@@ -6,6 +6,7 @@
 #include "support/net.hpp"
 #include "support/pg.hpp"
 #include "support/pg_schema.hpp"
+#include "support/write_result.hpp"
 
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
@@ -37,6 +38,7 @@ using trackevent::Sink;
 using trackevent::WriteResult;
 using trackevent::detail::ParallelSink;
 using trackevent::test::closed_port;
+using trackevent::test::describe;
 
 Event make_event(std::uint64_t n) {
   Event e;
@@ -58,14 +60,6 @@ std::vector<Event> make_events(std::uint64_t first, std::size_t count) {
   v.reserve(count);
   for (std::size_t i = 0; i < count; ++i) v.push_back(make_event(first + i));
   return v;
-}
-
-std::string describe(const WriteResult& r) {
-  if (r.ok()) {
-    return "ok stored=" + std::to_string(r.stored) + " duplicates=" + std::to_string(r.duplicates);
-  }
-  return std::string(trackevent::to_string(r.failure->disposition)) +
-         " sqlstate=" + r.failure->sqlstate + " message=" + r.failure->message;
 }
 
 /// What the dispatcher does with a rejected batch: halve until the bad rows stand alone.

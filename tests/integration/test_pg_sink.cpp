@@ -5,6 +5,7 @@
 #include "support/net.hpp"
 #include "support/pg.hpp"
 #include "support/pg_schema.hpp"
+#include "support/write_result.hpp"
 
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
@@ -31,7 +32,9 @@ using trackevent::Event;
 using trackevent::PgTimeouts;
 using trackevent::Uuid;
 using trackevent::WriteResult;
+using trackevent::test::BlackHole;
 using trackevent::test::closed_port;
+using trackevent::test::describe;
 
 using Clock = std::chrono::steady_clock;
 
@@ -73,39 +76,6 @@ std::vector<Event> make_batch(std::uint32_t salt, std::uint64_t first, std::size
   for (std::size_t i = 0; i < count; ++i) v.push_back(make_event(salt, first + i));
   return v;
 }
-
-std::string describe(const WriteResult& r) {
-  if (r.ok()) {
-    return "ok stored=" + std::to_string(r.stored) + " duplicates=" + std::to_string(r.duplicates);
-  }
-  return std::string(trackevent::to_string(r.failure->disposition)) +
-         " sqlstate=" + r.failure->sqlstate + " message=" + r.failure->message;
-}
-
-/// A listening socket that never accepts or answers: connects hang in the startup exchange.
-class BlackHole {
- public:
-  BlackHole() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::listen(fd_, 16);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~BlackHole() { ::close(fd_); }
-  BlackHole(const BlackHole&) = delete;
-  BlackHole& operator=(const BlackHole&) = delete;
-  [[nodiscard]] int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
 
 class PgSinkTest : public ::testing::Test {
  protected:
