@@ -5,12 +5,13 @@
 // non-blocking I/O with our own deadlines, PQcancel, and error fields during connection.
 //
 // Per batch, on the fast path: one COPY (its own transaction; the query and then the data, two
-// round trips). When the batch holds an id the table already has (23505 on
-// analytics_events_pkey), two statements more: COPY into a session temp table inside BEGIN, then
-// INSERT ... ON CONFLICT DO NOTHING; COMMIT. After such a fallback the next batches go straight to
-// the conflict-tolerant path while duplicates keep turning up (spool replays tend to come in
-// runs), so we don't pay the wasted COPY each time. A batch of one event (`trackevent send`) is a
-// single parameterised INSERT ... ON CONFLICT DO NOTHING instead: one round trip.
+// round trips), its rows encoded and sent a few hundred at a time so the server is parsing the
+// first ones while the client encodes the rest. When the batch holds an id the table already has
+// (23505 on analytics_events_pkey), two statements more: COPY into a session temp table inside
+// BEGIN, then INSERT ... ON CONFLICT DO NOTHING; COMMIT. After such a fallback the next batches go
+// straight to the conflict-tolerant path while duplicates keep turning up (spool replays tend to
+// come in runs), so we don't pay the wasted COPY each time. A batch of one event (`trackevent
+// send`) is a single parameterised INSERT ... ON CONFLICT DO NOTHING instead: one round trip.
 #include "trackevent/sink.hpp"
 
 #include <libpq-fe.h>
@@ -70,6 +71,8 @@ constexpr std::size_t kKeepCopyBytes = std::size_t{16} << 20;
 constexpr std::size_t kMaxField = std::numeric_limits<std::int32_t>::max();
 /// Bytes per PQputCopyData call.
 constexpr std::size_t kCopyChunk = std::size_t{1} << 20;
+/// Rows encoded and sent at a time, so the server parses one piece while the next is encoded.
+constexpr std::size_t kStreamRows = 256;
 /// Seconds between 1970-01-01 and 2000-01-01, PostgreSQL's timestamp epoch.
 constexpr std::int64_t kPgEpochOffsetUs = 946'684'800'000'000;
 
@@ -577,13 +580,17 @@ class PgSink final : public Sink {
     return collect(deadline, cancelled);
   }
 
-  /// Runs `sql`, which must end in a COPY FROM STDIN, and streams `data` into it.
-  Step copy(const char* sql, const std::string& data) {
+  /// Runs `sql`, which must end in a COPY FROM STDIN, and streams copy_buf_ into it. Each call of
+  /// `more` appends the next piece to copy_buf_ and returns false once nothing is left; the first
+  /// piece is encoded while the server starts the COPY, each later one while it parses the last.
+  template <typename More>
+  Step copy(const char* sql, More&& more) {
     auto deadline = Clock::now() + statement_budget();
     bool cancelled = false;
     if (PQsendQuery(conn_, sql) == 0) return broken("sending the query failed");
     Step s;
     if (!flush_output(deadline, cancelled, s)) return s;
+    bool open = more();
     s = collect(deadline, cancelled);
     if (s.kind != Step::Kind::copy_in) {
       if (s.kind == Step::Kind::ok) {
@@ -592,15 +599,24 @@ class PgSink final : public Sink {
       }
       return s;
     }
-    for (std::size_t off = 0; off < data.size();) {
-      const std::size_t n = std::min(kCopyChunk, data.size() - off);
-      const int r = PQputCopyData(conn_, data.data() + off, static_cast<int>(n));
-      if (r < 0) break;  // the server ended the COPY with an error: the result tells which
-      if (r == 0) {      // libpq's buffer is full: drain it and try again
-        if (!flush_output(deadline, cancelled, s)) return s;
-        continue;
+    std::size_t off = 0;
+    bool server_ended = false;  // the server ended the COPY with an error: the result tells which
+    while (!server_ended) {
+      while (off < copy_buf_.size()) {
+        const std::size_t n = std::min(kCopyChunk, copy_buf_.size() - off);
+        const int r = PQputCopyData(conn_, copy_buf_.data() + off, static_cast<int>(n));
+        if (r < 0) {
+          server_ended = true;
+          break;
+        }
+        if (r == 0) {  // libpq's buffer is full: drain it and try again
+          if (!flush_output(deadline, cancelled, s)) return s;
+          continue;
+        }
+        off += n;
       }
-      off += n;
+      if (!open) break;
+      open = more();
     }
     while (true) {
       const int r = PQputCopyEnd(conn_, nullptr);
@@ -671,12 +687,6 @@ class PgSink final : public Sink {
       return result;
     }
 
-    CopyEncoder enc(copy_buf_);
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (first_[i]) enc.add(batch[i]);
-    }
-    enc.finish();
-    const std::string& data = copy_buf_;
     // Keep the buffer for the next batch, unless an unusual batch made it huge.
     struct Trim {
       std::string& buf;
@@ -686,7 +696,21 @@ class PgSink final : public Sink {
     } trim{copy_buf_};
 
     if (conflict_mode_left_ == 0) {
-      const Step s = copy(kCopyDirect, data);
+      // Encoded and sent kStreamRows at a time: the server starts on the first rows at once.
+      CopyEncoder enc(copy_buf_);
+      std::size_t next = 0;
+      auto more = [&] {
+        if (next == batch.size()) {
+          enc.finish();
+          return false;
+        }
+        const std::size_t end = std::min(batch.size(), next + kStreamRows);
+        for (; next < end; ++next) {
+          if (first_[next]) enc.add(batch[next]);
+        }
+        return true;
+      };
+      const Step s = copy(kCopyDirect, more);
       if (s.kind == Step::Kind::ok) {
         result.stored = sent;
         result.duplicates = in_batch_dups;
@@ -701,7 +725,13 @@ class PgSink final : public Sink {
       --conflict_mode_left_;
     }
 
-    Step s = copy(kCopyToTemp, data);
+    // The COPY may have stopped part-way: encode the whole batch again for the temp table.
+    CopyEncoder enc(copy_buf_);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (first_[i]) enc.add(batch[i]);
+    }
+    enc.finish();
+    Step s = copy(kCopyToTemp, [] { return false; });
     if (s.kind != Step::Kind::ok) return fail_step(s);
     s = run(kInsertFromTemp);
     if (s.kind != Step::Kind::ok) return fail_step(s);
