@@ -80,9 +80,9 @@ _trackevent() {
     case $cmd in
       '') COMPREPLY=($(compgen -W '-h --help --version --db --log-format --log-level -q --quiet --catalog' -- "$cur")) ;;
       migrate) COMPREPLY=($(compgen -W '-h --help --status --dry-run' -- "$cur")) ;;
-      send) COMPREPLY=($(compgen -W '-h --help --org --user --event --meta -m --at --id --timeout --durable' -- "$cur")) ;;
+      send) COMPREPLY=($(compgen -W '-h --help --org --user --event --meta -m --at --id --timeout --durable --background' -- "$cur")) ;;
       ingest) COMPREPLY=($(compgen -W '-h --help --tee --batch-size --flush-interval --queue-size --on-full --flush-timeout --durable --check --progress --no-progress --strict --connections --max-line-bytes --max-metadata-bytes --max-depth --max-keys' -- "$cur")) ;;
-      flush) COMPREPLY=($(compgen -W '-h --help --timeout --batch-size' -- "$cur")) ;;
+      flush) COMPREPLY=($(compgen -W '-h --help --timeout --batch-size --exclusive' -- "$cur")) ;;
       events) COMPREPLY=($(compgen -W '-h --help --json --names' -- "$cur")) ;;
       completions) COMPREPLY=($(compgen -W '-h --help' -- "$cur")) ;;
     esac

@@ -45,6 +45,7 @@ complete -c trackevent -n '__fish_seen_subcommand_from send' -l at -x -d 'when i
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l id -x -d 'event_id'
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l timeout -x -d 'seconds to wait for delivery'
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l durable -d 'return only once the event is committed to the local spool, so nothing that send accepted is lost even if the machine crashes right after'
+complete -c trackevent -n '__fish_seen_subcommand_from send' -l background -d 'do not wait for the database: commit the event to the local spool and leave delivery to a detached `trackevent flush --exclusive`'
 
 # trackevent ingest
 complete -c trackevent -n '__fish_seen_subcommand_from ingest' -s h -l help -d 'Print this help message and exit'
@@ -69,6 +70,7 @@ complete -c trackevent -n '__fish_seen_subcommand_from ingest' -F
 complete -c trackevent -n '__fish_seen_subcommand_from flush' -s h -l help -d 'Print this help message and exit'
 complete -c trackevent -n '__fish_seen_subcommand_from flush' -l timeout -x -d 'seconds the drain may take'
 complete -c trackevent -n '__fish_seen_subcommand_from flush' -l batch-size -x -d 'events written per round trip'
+complete -c trackevent -n '__fish_seen_subcommand_from flush' -l exclusive -d 'do nothing if another `flush --exclusive` of this spool is running'
 
 # trackevent events
 complete -c trackevent -n '__fish_seen_subcommand_from events' -s h -l help -d 'Print this help message and exit'

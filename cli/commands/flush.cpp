@@ -15,6 +15,9 @@ void setup_flush(CLI::App& app, FlushOptions& o) {
   app.add_option("--batch-size", o.batch_size, "events written per round trip")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
+  app.add_flag("--exclusive", o.exclusive,
+               "do nothing if another `flush --exclusive` of this spool is running (it delivers "
+               "what is there); else deliver until the spool stays empty");
 }
 
 int run_flush(const FlushOptions& o, const GlobalOptions& global) {
@@ -24,6 +27,7 @@ int run_flush(const FlushOptions& o, const GlobalOptions& global) {
   DrainOptions options;
   options.timeout = seconds_to_ms(o.timeout_s);
   options.batch_size = o.batch_size;
+  options.exclusive = o.exclusive;
   const DrainResult result = drain_spool(target, options);
 
   nlohmann::json fields{{"stored", result.stored},
@@ -45,6 +49,11 @@ int run_flush(const FlushOptions& o, const GlobalOptions& global) {
       log::warn("flush timed out; events stay in the spool", fields);
       log::info("summary", fields);
       return exit_code::temp_fail;
+    case DrainResult::Outcome::busy:
+      log::info("another exclusive flush of this spool is running; leaving the events to it",
+                fields);
+      log::info("summary", fields);
+      return exit_code::ok;
     case DrainResult::Outcome::spool_error:
       fields["err"] = result.error;
       log::error("cannot read the spool", fields);

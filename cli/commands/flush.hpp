@@ -12,10 +12,14 @@ struct FlushOptions {
   double timeout_s = 30;
   /// Events per round trip.
   std::size_t batch_size = 5000;
+  /// One exclusive flush per spool at a time: exit 0 at once when another one runs (it will
+  /// deliver what is there); otherwise drain until the spool stays empty.
+  bool exclusive = false;
 };
 
 void setup_flush(CLI::App& app, FlushOptions& options);
-/// 0: the spool is empty (an empty spool never touches the database); 69: the database cannot
+/// 0: the spool is empty (an empty spool never touches the database), or with --exclusive another
+/// exclusive flush is running; 69: the database cannot
 /// take the events; 75: time ran out with events left; 1: the spool itself cannot be read.
 [[nodiscard]] int run_flush(const FlushOptions& options, const GlobalOptions& global);
 

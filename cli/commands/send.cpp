@@ -1,5 +1,6 @@
 #include "commands/send.hpp"
 
+#include "trackevent/drain.hpp"
 #include "trackevent/log.hpp"
 #include "trackevent/parse.hpp"
 
@@ -9,8 +10,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <system_error>
+
+extern char** environ;
 
 namespace trackevent::cli {
 namespace {
@@ -53,6 +66,102 @@ bool line_from_flags(const SendOptions& o, std::string& line) {
   return true;
 }
 
+/// The background deliverer's log, beside the spool; rotated to flush.log.1 past this size.
+constexpr std::uintmax_t kDelivererLogMax = std::uintmax_t{1} << 20;
+
+/// Starts `trackevent flush --exclusive` in a new session, detached from our stdin, stdout and
+/// stderr (so a pipeline, `$(...)` or cron does not wait for it), logging to `log_path`. The
+/// database is passed in the environment (never on the command line, where `ps` shows it).
+/// Returns an empty string when it started, else why not.
+std::string start_deliverer(const GlobalOptions& global, const std::filesystem::path& log_path) {
+  std::error_code ec;
+  if (std::filesystem::file_size(log_path, ec) > kDelivererLogMax && !ec) {
+    std::filesystem::rename(log_path, log_path.string() + ".1", ec);
+  }
+  std::vector<std::string> args{"trackevent",
+                                "--log-format",
+                                global.log_format,
+                                "--log-level",
+                                global.quiet ? std::string("error") : global.log_level,
+                                "flush",
+                                "--exclusive"};
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (global.db && std::strncmp(*e, "TRACKEVENT_DATABASE_URL=", 24) == 0) continue;
+    env_strings.emplace_back(*e);
+  }
+  if (global.db) env_strings.push_back("TRACKEVENT_DATABASE_URL=" + *global.db);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t files;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&files);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_addopen(&files, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&files, STDERR_FILENO, log_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0600);
+  // Nothing else we hold (a caller's pipe inherited without close-on-exec) goes along.
+  posix_spawn_file_actions_addclosefrom_np(&files, 3);
+  sigset_t none;
+  sigset_t defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT}) sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &files, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&files);
+  posix_spawnattr_destroy(&attr);
+  return rc == 0 ? std::string{} : std::string(std::strerror(rc));
+}
+
+/// --background: commit to the spool, make sure a deliverer runs, return. False when the events
+/// could not be spooled (the caller then delivers them in the foreground).
+bool hand_off(const SendOptions& o, const GlobalOptions& global, const std::vector<Event>& events,
+              RunCounts& counts) {
+  std::filesystem::path dir;
+  try {
+    dir = spool_directory(TrackerOptions::from_env().spool_dir);
+  } catch (const std::exception& e) {
+    log::warn("cannot spool for background delivery; delivering now", {{"err", e.what()}});
+    return false;
+  }
+  const HandOff handed = spool_for_delivery(events, dir, o.durable);
+  if (!handed.error.empty()) {
+    log::warn("cannot spool for background delivery; delivering now", {{"err", handed.error}});
+    return false;
+  }
+  counts.accepted += events.size();
+  counts.stats.accepted = events.size();
+  counts.stats.spooled = events.size();
+  const auto log_path = dir / "flush.log";
+  log::Fields fields{{"events", events.size()}, {"spool", dir.string()}};
+  if (handed.drain_running) {
+    fields["deliverer"] = "already running";
+  } else if (std::string err = start_deliverer(global, log_path); err.empty()) {
+    fields["deliverer"] = "started";
+    fields["deliverer_log"] = log_path.string();
+  } else {
+    fields["err"] = err;
+    log::warn(
+        "events spooled, but the background deliverer did not start; they wait for the "
+        "next run or `trackevent flush`",
+        fields);
+    return true;
+  }
+  log::info("events spooled; delivering them in the background", fields);
+  return true;
+}
+
 }  // namespace
 
 void setup_send(CLI::App& app, SendOptions& o) {
@@ -77,6 +186,10 @@ void setup_send(CLI::App& app, SendOptions& o) {
   app.add_flag("--durable", o.durable,
                "return only once the event is committed to the local spool, so nothing that "
                "send accepted is lost even if the machine crashes right after");
+  app.add_flag("--background", o.background,
+               "do not wait for the database: commit the event to the local spool and leave "
+               "delivery to a detached `trackevent flush --exclusive` (started unless one runs; "
+               "it logs to flush.log beside the spool)");
 }
 
 int run_send(const SendOptions& o, const GlobalOptions& global) {
@@ -124,12 +237,15 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
     events.push_back(std::get<Event>(std::move(parsed)));
   }
 
+  std::optional<DbTarget> resolved;
   if (!events.empty()) {
-    install_stop_handlers();
-    const auto resolved = database_target(global);
+    resolved = database_target(global);
     if (!resolved) return exit_code::usage;
-    const DbTarget& target = *resolved;
-    counts.database = describe_target(target);
+    counts.database = describe_target(*resolved);
+  }
+  const bool handed_off = !events.empty() && o.background && hand_off(o, global, events, counts);
+  if (!events.empty() && !handed_off) {
+    install_stop_handlers();
     std::unique_ptr<Tracker> tracker;
     {
       const StopSignalsBlocked blocked;

@@ -28,6 +28,9 @@ struct SendOptions {
   double timeout_s = 3;
   /// Return only once the event is committed to the local spool (survives a crash after exit).
   bool durable = false;
+  /// Commit the events to the spool, start a detached `trackevent flush --exclusive` (unless one
+  /// is running) and return without waiting for the database.
+  bool background = false;
 };
 
 void setup_send(CLI::App& app, SendOptions& options);

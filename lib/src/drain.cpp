@@ -7,6 +7,10 @@
 
 #include <libpq-fe.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <exception>
 #include <span>
@@ -26,6 +30,30 @@ constexpr int kAttempts = 3;
 constexpr std::chrono::milliseconds kBackoff{250};
 // Another process holds leases on what is left: look again after this.
 constexpr std::chrono::milliseconds kLeasePoll{200};
+
+/// The spool directory's lock file for exclusive drains (flock: released if the holder dies).
+class DrainLock {
+ public:
+  explicit DrainLock(const std::filesystem::path& dir) {
+    fd_ = ::open((dir / "flush.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0 && ::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~DrainLock() { release(); }
+  DrainLock(const DrainLock&) = delete;
+  DrainLock& operator=(const DrainLock&) = delete;
+  /// False when another process holds it (or the file cannot be opened).
+  [[nodiscard]] bool held() const noexcept { return fd_ >= 0; }
+  void release() noexcept {
+    if (fd_ >= 0) ::close(fd_);  // closing the only descriptor drops the flock
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 struct Drainer {
   Sink& sink;
@@ -78,12 +106,10 @@ struct Drainer {
   }
 };
 
-}  // namespace
-
-DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
+DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
+                       const std::filesystem::path& dir, Clock::duration timeout) {
   DrainResult result;
   try {
-    const auto dir = options.spool_dir.empty() ? detail::default_spool_dir() : options.spool_dir;
     auto spool = detail::Spool::open(dir);
     result.remaining = spool->count();
     if (result.remaining < 0) {
@@ -95,7 +121,7 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
 
     auto sink = make_sink(target, options.pg_timeouts);
     detail::DeadLetters dead{dir};
-    Drainer drainer{*sink, *spool, dead, result, Clock::now() + options.timeout};
+    Drainer drainer{*sink, *spool, dead, result, Clock::now() + timeout};
     const std::size_t batch_size = std::max<std::size_t>(options.batch_size, 1);
 
     for (;;) {
@@ -138,6 +164,90 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
     result.error = e.what();
   }
   return result;
+}
+
+}  // namespace
+
+std::filesystem::path spool_directory(const std::filesystem::path& configured) {
+  return configured.empty() ? detail::default_spool_dir() : configured;
+}
+
+DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
+  std::filesystem::path dir;
+  try {
+    dir = spool_directory(options.spool_dir);
+  } catch (const std::exception& e) {
+    DrainResult r;
+    r.outcome = DrainResult::Outcome::spool_error;
+    r.error = e.what();
+    r.remaining = -1;
+    return r;
+  }
+  const Clock::duration timeout = options.timeout;
+  if (!options.exclusive) return drain_once(target, options, dir, timeout);
+
+  const auto deadline = Clock::now() + timeout;
+  DrainResult total;
+  for (bool first = true;; first = false) {
+    DrainLock lock(dir);
+    if (!lock.held()) {
+      // Another exclusive drain runs; it looks again after it lets go, so it takes ours too.
+      if (first) total.outcome = DrainResult::Outcome::busy;
+      return total;
+    }
+    const DrainResult r =
+        drain_once(target, options, dir, std::max(deadline - Clock::now(), Clock::duration{}));
+    lock.release();
+    total.stored += r.stored;
+    total.duplicates += r.duplicates;
+    total.dead_lettered += r.dead_lettered;
+    total.remaining = r.remaining;
+    total.outcome = r.outcome;
+    total.error = r.error;
+    total.sqlstate = r.sqlstate;
+    if (r.outcome != DrainResult::Outcome::empty) return total;
+    // Writers that found the lock taken left their events to us: look once more, unlocked.
+    std::int64_t left = -1;
+    try {
+      left = detail::Spool::open(dir)->count();
+    } catch (const std::exception&) {
+    }
+    if (left == 0) return total;
+    if (left < 0) {
+      total.outcome = DrainResult::Outcome::spool_error;
+      total.error = "cannot count the spool in " + dir.string();
+      total.remaining = -1;
+      return total;
+    }
+    total.remaining = left;
+    if (Clock::now() >= deadline) {
+      total.outcome = DrainResult::Outcome::timed_out;
+      return total;
+    }
+  }
+}
+
+HandOff spool_for_delivery(std::span<const Event> events, const std::filesystem::path& spool_dir,
+                           bool durable) {
+  HandOff out;
+  try {
+    const auto dir = spool_directory(spool_dir);
+    detail::SpoolOptions options;
+    options.full_sync = durable;
+    options.checkpoint_on_close = false;  // the drain about to start reads the WAL as it is
+    auto spool = detail::Spool::open(dir, options);
+    if (!spool->append(events, out.error)) {
+      if (out.error.empty()) out.error = "cannot write to the spool at " + spool->path().string();
+      return out;
+    }
+    // Committed before we look at the lock: a drain holding it now counts the spool only after
+    // releasing it, so it sees these events.
+    DrainLock probe(dir);
+    out.drain_running = !probe.held();
+  } catch (const std::exception& e) {
+    out.error = e.what();
+  }
+  return out;
 }
 
 std::string probe_database(const DbTarget& target, const PgTimeouts& timeouts) {

@@ -253,6 +253,9 @@ class SqliteSpool final : public Spool {
     try {
       sqlite3_busy_timeout(db_, static_cast<int>(std::clamp<std::int64_t>(
                                     options_.busy_timeout.count(), 0, 3'600'000)));
+      if (!options_.checkpoint_on_close) {
+        sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+      }
       exec("PRAGMA journal_mode=WAL");
       exec(options_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
       // Keep a drained spool small: truncate the WAL back to 4 MiB after checkpoints.

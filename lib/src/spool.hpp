@@ -37,6 +37,9 @@ struct SpoolOptions {
   bool full_sync = false;
   /// Upper bound on any wait for another connection's lock (other threads or processes).
   std::chrono::milliseconds busy_timeout{5000};
+  /// false: closing does not checkpoint the WAL into the database file (SQLite does when the last
+  /// connection closes), for a short-lived writer whose events a drain reads right after.
+  bool checkpoint_on_close = true;
 };
 
 /// Fork: a child process must not use its parent's SQLite connection. Each Spool records the pid

@@ -5,6 +5,13 @@
 
 #include <pqxx/pqxx>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
 namespace trackevent::test {
 namespace {
 
@@ -167,6 +174,103 @@ TEST(CliPg, FlushDeliversWhatWasSpooled) {
   r = run_cli(home, {"--db", url, "flush"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(pg_count(url), 2);
+}
+
+/// Polls `done` every 50 ms for up to 20 s.
+template <typename Done>
+bool eventually(Done&& done) {
+  for (int i = 0; i < 400; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
+  return done();
+}
+
+/// Whether some process holds the exclusive-flush lock of the spool in `dir`.
+bool flush_lock_held(const std::string& dir) {
+  const int fd = ::open((dir + "/flush.lock").c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0;
+  ::close(fd);
+  return held;
+}
+
+TEST(CliPg, SendInTheBackgroundSpoolsReturnsAndADetachedFlushDelivers) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string url = migrated_database(home, "cli_send_bg");
+  const auto r = run_cli(home, {"--db", url, "send", "--background", "--org", "5", "--event",
+                                "backup.completed", "-m", "host=db1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = summary_of(r);
+  EXPECT_EQ(s["accepted"], 1);
+  EXPECT_EQ(s["spooled"], 1);
+  EXPECT_EQ(s["stored"], 0);
+  const auto handed =
+      lines_with_msg(log_lines(r.err), "events spooled; delivering them in the background");
+  ASSERT_EQ(handed.size(), 1U) << r.err;
+  EXPECT_EQ(handed[0]["deliverer"], "started");
+  // The URL went to the deliverer through its environment: the row arrives.
+  EXPECT_TRUE(eventually([&] { return pg_count(url, "metadata->>'host' = 'db1'") == 1; }));
+  const std::string spool = home.file("spool");
+  EXPECT_TRUE(eventually(
+      [&] { return sqlite_scalar(spool + "/spool.db", "SELECT count(*) FROM spool") == 0; }));
+  EXPECT_TRUE(eventually([&] { return !flush_lock_held(spool); }));
+  const auto deliverer_log = log_lines(read_file(spool + "/flush.log"));
+  EXPECT_FALSE(lines_with_msg(deliverer_log, "summary").empty()) << read_file(spool + "/flush.log");
+}
+
+TEST(CliPg, SendInTheBackgroundDoesNotWaitForAHungDatabase) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  BlackHole hole;  // accepts connections and never answers
+  const std::string hung =
+      "postgresql://nobody@127.0.0.1:" + std::to_string(hole.port()) + "/x?connect_timeout=1";
+  const auto r = run_cli(home, {"--db", hung, "send", "--background", event_line(1)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // send has returned (with its stdout and stderr closed) while its deliverer still waits on the
+  // database: it is detached, and holds the lock that makes a second one stand aside.
+  const std::string spool = home.file("spool");
+  ASSERT_TRUE(eventually([&] { return flush_lock_held(spool); }));
+  const auto again = run_cli(home, {"--db", hung, "send", "--background", event_line(2)});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  const auto handed =
+      lines_with_msg(log_lines(again.err), "events spooled; delivering them in the background");
+  ASSERT_EQ(handed.size(), 1U) << again.err;
+  EXPECT_EQ(handed[0]["deliverer"], "already running");
+  // The deliverer gives up on the connect timeout; both events wait in the spool.
+  EXPECT_TRUE(eventually([&] { return !flush_lock_held(spool); }));
+  EXPECT_EQ(sqlite_scalar(spool + "/spool.db", "SELECT count(*) FROM spool"), 2);
+  const std::string url = migrated_database(home, "cli_send_bg_hung");
+  const auto flushed = run_cli(home, {"--db", url, "flush"});
+  EXPECT_EQ(flushed.exit_code, 0) << flushed.err;
+  EXPECT_EQ(pg_count(url), 2);
+}
+
+TEST(CliPg, ExclusiveFlushStandsAsideWhileAnotherRuns) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string down = "postgresql://nobody@127.0.0.1:" + std::to_string(closed_port()) + "/x";
+  auto r = run_cli(home, {"--db", down, "send", "--timeout", "0.5", event_line(1), event_line(2)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string url = migrated_database(home, "cli_flush_excl");
+  const std::string spool = home.file("spool");
+  const int fd = ::open((spool + "/flush.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  r = run_cli(home, {"--db", url, "flush", "--exclusive"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(
+      lines_with_msg(log_lines(r.err),
+                     "another exclusive flush of this spool is running; leaving the events to it")
+          .empty())
+      << r.err;
+  EXPECT_EQ(pg_count(url), 0);
+  ::close(fd);  // released: the next exclusive flush delivers
+  r = run_cli(home, {"--db", url, "flush", "--exclusive"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(pg_count(url), 2);
+  EXPECT_EQ(summary_of(r)["stored"], 2);
 }
 
 }  // namespace

@@ -2,6 +2,9 @@
 
 #include "cli/cli_support.hpp"
 
+#include <chrono>
+#include <thread>
+
 namespace trackevent::test {
 namespace {
 
@@ -63,6 +66,22 @@ TEST(CliSend, DurableWritesAheadToTheSpoolThenDelivers) {
   const auto s = summary_of(r);
   EXPECT_EQ(s["accepted"], 1);
   EXPECT_EQ(s["dropped"], 0);
+}
+
+TEST(CliSend, BackgroundDeliversToTheEmbeddedStoreToo) {
+  TempDir home;
+  const std::string db = home.file("e.db");
+  const auto r = run_cli(home, {"--db", "sqlite:" + db, "send", "--background", "--org", "3",
+                                "--event", "backup.completed"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(summary_of(r)["spooled"], 1);
+  bool stored = false;
+  for (int i = 0; i < 400 && !stored; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    stored = std::filesystem::exists(db) &&
+             sqlite_scalar(db, "SELECT count(*) FROM analytics_events") == 1;
+  }
+  EXPECT_TRUE(stored) << read_file(home.file("spool") + "/flush.log");
 }
 
 TEST(CliSend, SystemEventHasNoUser) {

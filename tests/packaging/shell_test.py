@@ -165,7 +165,7 @@ def check_bash_complete(binary, src):
         (["trackevent", "--log-format", "t"], {"text"}),
         (["trackevent", "--log-format", "=", ""], {"json", "text"}),
         (["trackevent", "-q", "ingest", "--on-full", ""], {"spool", "drop", "block"}),
-        (["trackevent", "flush", "--"], {"--help", "--timeout", "--batch-size"}),
+        (["trackevent", "flush", "--"], {"--help", "--timeout", "--batch-size", "--exclusive"}),
         (["trackevent", "completions", ""], {"bash", "zsh", "fish"}),
         ([binary, "--catalog", catalog, "send", "--event", ""],
          {"dataset.uploaded", "backup.completed"}),

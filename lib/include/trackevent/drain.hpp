@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 
 namespace trackevent {
@@ -22,6 +23,11 @@ struct DrainOptions {
   std::filesystem::path spool_dir;
   /// Connection deadlines for PostgreSQL.
   PgTimeouts pg_timeouts;
+  /// At most one exclusive drain per spool at a time (a lock file in the spool directory): when
+  /// another holds it, return at once with Outcome::busy. Otherwise drain, release the lock, and
+  /// look again: events spooled while the lock was held (by writers who saw it taken and so left
+  /// them to this drain) are delivered before it returns.
+  bool exclusive = false;
 };
 
 struct DrainResult {
@@ -30,6 +36,7 @@ struct DrainResult {
     unreachable,  ///< the database could not take writes (connection, auth, missing table...)
     timed_out,    ///< the deadline passed with events left (e.g. leased by another process)
     spool_error,  ///< the spool could not be opened or read
+    busy,         ///< exclusive: another exclusive drain of this spool is running
   } outcome = Outcome::empty;
   std::uint64_t stored = 0;
   std::uint64_t duplicates = 0;
@@ -45,6 +52,26 @@ struct DrainResult {
 /// isolating bad rows into the dead-letter file, and giving back (to other processes) what could
 /// not be written. An empty spool does not touch the database. Never throws.
 [[nodiscard]] DrainResult drain_spool(const DbTarget& target, const DrainOptions& options = {});
+
+/// The spool directory: `configured` when not empty, else $TRACKEVENT_SPOOL_DIR, else
+/// $XDG_STATE_HOME/trackevent, else ~/.local/state/trackevent. Throws std::runtime_error when none
+/// of those can be determined (no HOME).
+[[nodiscard]] std::filesystem::path spool_directory(const std::filesystem::path& configured = {});
+
+/// What spool_for_delivery() did.
+struct HandOff {
+  /// Empty when the events are committed to the spool; else why not (nothing was written).
+  std::string error;
+  /// An exclusive drain of this spool is running and will deliver them before it returns; when
+  /// false, the caller should start one (`trackevent flush --exclusive`).
+  bool drain_running = false;
+};
+
+/// Commits `events` to the spool in one transaction (fsynced when `durable`), for an exclusive
+/// drain to deliver: `trackevent send --background`. Never throws.
+[[nodiscard]] HandOff spool_for_delivery(std::span<const Event> events,
+                                         const std::filesystem::path& spool_dir = {},
+                                         bool durable = false);
 
 /// Checks, once and within the connect timeout, that `target` can take events now: PostgreSQL
 /// accepts a connection and has the analytics_events table; a SQLite path can be opened.
