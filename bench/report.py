@@ -215,7 +215,10 @@ def report(work):
     if send:
         w("## One event: `trackevent send` vs `psql -c \"INSERT …\"`")
         w("")
-        w("Wall time of a whole invocation (process start, connect, insert, exit), after 2 warm-ups.")
+        w("Wall time of a whole invocation (process start, connect, insert, exit), after 2 warm-ups,")
+        w("invocations 0.3 s apart (untimed), as cron jobs are. `send --background` returns once the")
+        w("event is committed to the local spool and a detached `flush --exclusive` delivers it; the")
+        w("harness waits for every row to arrive before it counts the run as successful.")
         w("")
         w("Client CPU is the user + system time of the trackevent or psql process (median). The")
         w("last rows take an invocation apart: starting the process (loading its shared libraries;")
@@ -234,6 +237,7 @@ def report(work):
             vals = [float(t) for t in times.split()]
             label = {
                 "trackevent_send": "`trackevent send '{…}'`",
+                "trackevent_send_background": "`trackevent send --background '{…}'`",
                 "psql_insert_one": "`psql -c \"INSERT … gen_random_uuid() …\"`",
                 "trackevent_version": "`trackevent --version` (process start only)",
                 "psql_version": "`psql --version` (process start only)",
@@ -347,12 +351,14 @@ def report(work):
           f" p50 {p50:.0f} ns, p99 {p99:.0f} ns | {verdict(p50 <= TARGET_P50_NS and p99 <= TARGET_P99_NS)} |")
     if not latency:
         w("| `track()` p50 ≤ 100 ns, p99 ≤ 1 µs | bench_track did not run | not measured |")
-    if "trackevent_send" in send_med and "psql_insert_one" in send_med:
-        r = send_med["trackevent_send"] / send_med["psql_insert_one"]
-        w(f"| `send` ≤ {TARGET_SEND_RATIO}× the wall time of `psql -c INSERT` | {r:.2f}× |"
-          f" {verdict(r <= TARGET_SEND_RATIO)} |")
-    else:
-        w("| `send` ≤ 0.3× `psql -c INSERT` | a side failed | not measured |")
+    for name, what in (("trackevent_send", "`send`"),
+                       ("trackevent_send_background", "`send --background`")):
+        if name in send_med and "psql_insert_one" in send_med:
+            r = send_med[name] / send_med["psql_insert_one"]
+            w(f"| {what} ≤ {TARGET_SEND_RATIO}× the wall time of `psql -c INSERT` | {r:.2f}× |"
+              f" {verdict(r <= TARGET_SEND_RATIO)} |")
+        else:
+            w(f"| {what} ≤ {TARGET_SEND_RATIO}× `psql -c INSERT` | a side failed | not measured |")
     w("")
 
     if notes:
