@@ -1,8 +1,11 @@
 #include "parallel_sink.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <mutex>
+#include <new>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -69,11 +72,13 @@ struct ParallelSink::Worker {
     cv.notify_all();
   }
 
-  /// Bounded by the sink: its write returns within its connect and statement deadlines.
-  WriteResult wait() noexcept {
+  /// Bounded by the sink: its write returns within its connect and statement deadlines. `took`:
+  /// how long the write took, from when the worker picked the part up.
+  WriteResult wait(Clock::duration& took) noexcept {
     std::unique_lock lock(mutex);
     cv.wait(lock, [&] { return done; });
     done = false;
+    took = last_took;
     return std::move(result);
   }
 
@@ -85,9 +90,12 @@ struct ParallelSink::Worker {
         has_job = false;
         const std::span<const Event> part = job;
         lock.unlock();
+        const auto started = Clock::now();
         WriteResult r = sink.write(part);  // noexcept
+        const auto took = Clock::now() - started;
         lock.lock();
         result = std::move(r);
+        last_took = took;
         done = true;
         cv.notify_all();
         continue;
@@ -101,6 +109,7 @@ struct ParallelSink::Worker {
   std::condition_variable cv;
   std::span<const Event> job;
   WriteResult result;
+  Clock::duration last_took{};
   bool has_job = false;
   bool done = false;
   bool stop = false;
@@ -113,6 +122,7 @@ ParallelSink::ParallelSink(std::vector<std::unique_ptr<Sink>> inner, std::size_t
       std::any_of(inner_.begin(), inner_.end(), [](const auto& s) { return !s; })) {
     throw std::invalid_argument("ParallelSink needs at least one sink, none null");
   }
+  rate_.assign(inner_.size(), 0.0);
   workers_.reserve(inner_.size() - 1);
   for (std::size_t i = 1; i < inner_.size(); ++i) {
     workers_.push_back(std::make_unique<Worker>(*inner_[i]));
@@ -126,21 +136,84 @@ std::size_t ParallelSink::parts_for(std::size_t rows) const noexcept {
   return std::clamp<std::size_t>(rows / min_part_, 1, inner_.size());
 }
 
+std::vector<std::size_t> ParallelSink::part_sizes(std::size_t rows, std::size_t parts) const {
+  std::vector<std::size_t> sizes(parts, rows / parts);
+  const bool measured =
+      std::all_of(rate_.begin(), rate_.begin() + static_cast<std::ptrdiff_t>(parts),
+                  [](double r) { return r > 0; });
+  if (!measured) {
+    for (std::size_t k = 0; k < rows % parts; ++k) ++sizes[k];
+    return sizes;
+  }
+  // In proportion to each connection's measured rows per second, none below half or above twice
+  // the mean, so one slow batch cannot starve a connection of work (and of new measurements).
+  double mean = 0;
+  for (std::size_t k = 0; k < parts; ++k) mean += rate_[k];
+  mean /= static_cast<double>(parts);
+  std::vector<double> weight(parts);
+  double sum = 0;
+  for (std::size_t k = 0; k < parts; ++k) {
+    weight[k] = std::clamp(rate_[k], mean / 2, mean * 2);
+    sum += weight[k];
+  }
+  std::size_t given = 0;
+  for (std::size_t k = 0; k < parts; ++k) {
+    sizes[k] = std::max<std::size_t>(
+        1, static_cast<std::size_t>(static_cast<double>(rows) * weight[k] / sum));
+    given += sizes[k];
+  }
+  // Rounding: the last part absorbs the difference (it stays at least 1 row).
+  if (given > rows) {
+    std::size_t over = given - rows;
+    for (std::size_t k = parts; k-- > 0 && over > 0;) {
+      const std::size_t take = std::min(over, sizes[k] - 1);
+      sizes[k] -= take;
+      over -= take;
+    }
+  } else {
+    sizes[parts - 1] += rows - given;
+  }
+  return sizes;
+}
+
+void ParallelSink::learn(std::span<const std::size_t> sizes,
+                         std::span<const Clock::duration> took) noexcept {
+  for (std::size_t k = 0; k < sizes.size(); ++k) {
+    const double secs = std::chrono::duration<double>(took[k]).count();
+    if (secs <= 0) continue;
+    const double rate = static_cast<double>(sizes[k]) / secs;
+    rate_[k] = rate_[k] > 0 ? (1 - kRateSmoothing) * rate_[k] + kRateSmoothing * rate : rate;
+  }
+}
+
 WriteResult ParallelSink::write(std::span<const Event> batch) noexcept {
   const std::size_t parts = parts_for(batch.size());
   if (parts == 1) return inner_[0]->write(batch);
 
-  // Contiguous parts, sizes differing by at most one; part 0 is written on this thread.
-  const std::size_t base = batch.size() / parts;
-  const std::size_t extra = batch.size() % parts;
-  auto part_size = [&](std::size_t k) { return base + (k < extra ? 1 : 0); };
-  std::size_t offset = part_size(0);
-  for (std::size_t k = 1; k < parts; ++k) {
-    workers_[k - 1]->post(batch.subspan(offset, part_size(k)));
-    offset += part_size(k);
+  // Contiguous parts, sized by how fast each connection has been; part 0 on this thread.
+  std::vector<std::size_t> sizes;
+  std::vector<Clock::duration> took;
+  try {
+    sizes = part_sizes(batch.size(), parts);
+    took.resize(parts);
+  } catch (const std::bad_alloc&) {
+    return inner_[0]->write(batch);  // whole, on one connection: nothing to allocate
   }
-  WriteResult total = inner_[0]->write(batch.first(part_size(0)));
-  for (std::size_t k = 1; k < parts; ++k) merge_part_result(total, workers_[k - 1]->wait());
+  std::size_t offset = sizes[0];
+  for (std::size_t k = 1; k < parts; ++k) {
+    workers_[k - 1]->post(batch.subspan(offset, sizes[k]));
+    offset += sizes[k];
+  }
+  const auto started = Clock::now();
+  WriteResult total = inner_[0]->write(batch.first(sizes[0]));
+  took[0] = Clock::now() - started;
+  bool all_ok = total.ok();
+  for (std::size_t k = 1; k < parts; ++k) {
+    WriteResult part = workers_[k - 1]->wait(took[k]);
+    all_ok = all_ok && part.ok();
+    merge_part_result(total, std::move(part));
+  }
+  if (all_ok) learn(sizes, took);  // a failed part's time says nothing about its speed
   return total;
 }
 

@@ -3,8 +3,10 @@
 
 #include "trackevent/sink.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <vector>
 
 namespace trackevent::detail {
@@ -14,8 +16,11 @@ namespace trackevent::detail {
 inline constexpr std::size_t kMinParallelPart = 500;
 
 /// A Sink over N inner sinks (N PostgreSQL connections). write(batch) cuts the batch into up to N
-/// contiguous parts of at least `min_part` rows, writes them concurrently (each part its own
-/// transaction on its own connection) and waits for all of them.
+/// contiguous parts (a batch of fewer than 2 * `min_part` rows is not cut), writes them
+/// concurrently (each part its own transaction on its own connection) and waits for all of them.
+/// The first cut is even; after that each part's size follows how many rows per second its
+/// connection has managed (smoothed over batches, within half to twice the mean), so the
+/// connections tend to finish together instead of the batch waiting for the slowest share.
 ///
 /// Result: when every part succeeds, stored and duplicates are the sums. When any part fails, the
 /// result is a Failure with the worst disposition (reject > hold > retry) and stored = duplicates =
@@ -46,12 +51,19 @@ class ParallelSink final : public Sink {
 
   /// How many parts write() cuts a batch of `rows` into.
   [[nodiscard]] std::size_t parts_for(std::size_t rows) const noexcept;
+  /// The sizes of those parts, in order, as the next write would cut them.
+  [[nodiscard]] std::vector<std::size_t> part_sizes(std::size_t rows, std::size_t parts) const;
 
  private:
+  using Clock = std::chrono::steady_clock;
+  /// Weight of the newest measurement in a connection's smoothed rate.
+  static constexpr double kRateSmoothing = 0.25;
   struct Worker;
+  void learn(std::span<const std::size_t> sizes, std::span<const Clock::duration> took) noexcept;
   std::vector<std::unique_ptr<Sink>> inner_;
   std::vector<std::unique_ptr<Worker>> workers_;  // workers_[i] serves inner_[i + 1]
   std::size_t min_part_;
+  std::vector<double> rate_;  // rows per second of each inner sink, smoothed; 0: not measured
 };
 
 /// Folds the result of one part into the batch's result as ParallelSink::write documents.

@@ -191,8 +191,11 @@ TEST(ParallelPgSink, SqliteIgnoresConnections) {
 
 class FakeSink final : public Sink {
  public:
-  explicit FakeSink(std::optional<Disposition> fail = std::nullopt) : fail_(fail) {}
+  explicit FakeSink(std::optional<Disposition> fail = std::nullopt,
+                    std::chrono::microseconds per_row = {})
+      : fail_(fail), per_row_(per_row) {}
   WriteResult write(std::span<const Event> batch) noexcept override {
+    std::this_thread::sleep_for(per_row_ * static_cast<long>(batch.size()));
     {
       std::lock_guard lock(mutex_);
       for (const Event& e : batch) seen_.push_back(e.occurred_at_us);
@@ -219,6 +222,7 @@ class FakeSink final : public Sink {
 
  private:
   std::optional<Disposition> fail_;
+  std::chrono::microseconds per_row_;
   std::mutex mutex_;
   std::vector<std::int64_t> seen_;
   std::thread::id writer_;
@@ -227,10 +231,12 @@ class FakeSink final : public Sink {
 struct Fakes {
   std::vector<FakeSink*> raw;
   std::unique_ptr<ParallelSink> sink;
-  explicit Fakes(std::vector<std::optional<Disposition>> fails) {
+  explicit Fakes(std::vector<std::optional<Disposition>> fails,
+                 std::vector<std::chrono::microseconds> per_row = {}) {
     std::vector<std::unique_ptr<Sink>> inner;
-    for (const auto& f : fails) {
-      auto s = std::make_unique<FakeSink>(f);
+    for (std::size_t i = 0; i < fails.size(); ++i) {
+      auto s = std::make_unique<FakeSink>(
+          fails[i], i < per_row.size() ? per_row[i] : std::chrono::microseconds{});
       raw.push_back(s.get());
       inner.push_back(std::move(s));
     }
@@ -266,6 +272,26 @@ TEST(ParallelSinkSplit, ContiguousPartsOfAtLeastMinPartAndSummedCounts) {
   EXPECT_NE(f.raw[1]->writer(), f.raw[2]->writer());
 }
 
+TEST(ParallelSinkSplit, PartSizesFollowEachConnectionsSpeed) {
+  // Sink 0 takes four times as long per row as sink 1.
+  Fakes f({std::nullopt, std::nullopt},
+          {std::chrono::microseconds{40}, std::chrono::microseconds{10}});
+  const auto events = make_events(0, 2000);
+  const auto even = f.sink->part_sizes(2000, 2);
+  EXPECT_EQ(even, (std::vector<std::size_t>{1000, 1000}));
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(f.sink->write(events).ok());
+  const auto sizes = f.sink->part_sizes(2000, 2);
+  ASSERT_EQ(sizes.size(), 2U);
+  EXPECT_EQ(sizes[0] + sizes[1], 2000U);
+  EXPECT_LT(sizes[0], 800U) << sizes[0] << " + " << sizes[1];
+  // Never below half the mean speed's share: the slow connection keeps being measured.
+  EXPECT_GE(sizes[0], 2000U / 5);
+  // Every row still goes to exactly one sink, in order within each part.
+  const auto slow = f.raw[0]->seen();
+  const auto fast = f.raw[1]->seen();
+  EXPECT_EQ(slow.size() + fast.size(), 12U * 2000U);
+}
+
 TEST(ParallelSinkSplit, SmallBatchGoesWholeToTheFirstSink) {
   Fakes f({std::nullopt, std::nullopt});
   const WriteResult r = f.sink->write(make_events(0, 999));
@@ -298,7 +324,9 @@ TEST(ParallelSinkSplit, WorstDispositionWinsAndCountsAreDropped) {
   // Many writes in a row reuse the same workers.
   Fakes f({std::nullopt, std::nullopt});
   for (int i = 0; i < 200; ++i) ASSERT_TRUE(f.sink->write(events).ok());
-  EXPECT_EQ(f.raw[1]->seen().size(), 200U * 1500U);
+  EXPECT_EQ(f.raw[0]->seen().size() + f.raw[1]->seen().size(), 200U * 3000U);
+  // Shares follow the measured speeds, but never below a fifth of a batch with two sinks.
+  EXPECT_GE(f.raw[1]->seen().size(), 200U * 600U);
 }
 
 }  // namespace
