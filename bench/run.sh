@@ -282,6 +282,14 @@ for n in $(printf '%s\n' "${rss_sizes[@]}" | sort -n -u); do
 done
 
 # --- one event: trackevent send vs psql -c INSERT ---------------------------------------------
+# The bulk loads leave gigabytes of dirty pages for the kernel to write back; a process start or
+# an fsync timed meanwhile would measure that instead. Let it finish first.
+settle() {
+  "${PSQL[@]}" -c "CHECKPOINT" >/dev/null
+  sync
+  sleep 3
+}
+settle
 send_json='{"org_id":1,"user_id":2,"event_name":"backup.completed","metadata":{"bytes":123456,"host":"db1"}}'
 insert_sql="INSERT INTO analytics_events($COLS) VALUES (gen_random_uuid(), 1, 2, 'backup.completed', '{\"bytes\":123456,\"host\":\"db1\"}', now())"
 # Invocations are this far apart (untimed), as cron jobs are: the detached deliverer that one
@@ -355,6 +363,7 @@ startup_only psql_select_one psql -X -q -c "SELECT 1"
 
 # --- Google Benchmark -------------------------------------------------------------------------
 if [[ $gbench -eq 1 ]]; then
+  settle
   for b in bench_track bench_parse; do
     if [[ ! -x $BUILD_DIR/bench/$b ]]; then
       note "$b is not built; skipped"
