@@ -55,6 +55,16 @@ class DrainLock {
   int fd_ = -1;
 };
 
+/// Drains leave the WAL as it is when they close (SQLite checkpoints on the last close by
+/// default, which deletes the WAL): the next writer, often a `send --background`, then appends
+/// to it instead of creating it again and syncing its header and the directory. SQLite still
+/// checkpoints on its own once the WAL passes 1000 pages.
+detail::SpoolOptions drain_spool_options() {
+  detail::SpoolOptions options;
+  options.checkpoint_on_close = false;
+  return options;
+}
+
 struct Drainer {
   Sink& sink;
   detail::Spool& spool;
@@ -110,7 +120,7 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
                        const std::filesystem::path& dir, Clock::duration timeout) {
   DrainResult result;
   try {
-    auto spool = detail::Spool::open(dir);
+    auto spool = detail::Spool::open(dir, drain_spool_options());
     result.remaining = spool->count();
     if (result.remaining < 0) {
       result.outcome = DrainResult::Outcome::spool_error;
@@ -209,7 +219,7 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
     // Writers that found the lock taken left their events to us: look once more, unlocked.
     std::int64_t left = -1;
     try {
-      left = detail::Spool::open(dir)->count();
+      left = detail::Spool::open(dir, drain_spool_options())->count();
     } catch (const std::exception&) {
     }
     if (left == 0) return total;
