@@ -1,5 +1,7 @@
 // The spool (SQLite WAL shared by threads and processes) and the dead-letter file.
 
+#include "trackevent/drain.hpp"
+
 #include "spool.hpp"
 
 #include <gtest/gtest.h>
@@ -7,6 +9,7 @@
 #include <sqlite3.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -122,6 +125,84 @@ pid_t spawn(F body) {
     ::_exit(rc);
   }
   return pid;
+}
+
+// ---- hand-off to an exclusive drain (send --background, flush --exclusive) ----
+
+/// Holds the spool's exclusive-drain lock, as a running `flush --exclusive` would.
+class HeldDrainLock {
+ public:
+  explicit HeldDrainLock(const fs::path& dir)
+      : fd_(::open((dir / "flush.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    if (fd_ < 0 || ::flock(fd_, LOCK_EX | LOCK_NB) != 0) throw std::runtime_error("cannot lock");
+  }
+  ~HeldDrainLock() { ::close(fd_); }
+  HeldDrainLock(const HeldDrainLock&) = delete;
+  HeldDrainLock& operator=(const HeldDrainLock&) = delete;
+
+ private:
+  int fd_;
+};
+
+long long stored_rows(const fs::path& db) {
+  sqlite3* h = nullptr;
+  long long n = -1;
+  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(h, "SELECT count(*) FROM analytics_events", -1, &st, nullptr) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(h);
+  return n;
+}
+
+TEST(HandOff, CommitsAndSaysWhetherAnExclusiveDrainIsRunning) {
+  TempDir tmp;
+  const std::vector<Event> events{make_event(1, 1), make_event(1, 2), make_event(2, 3)};
+  const trackevent::HandOff first = trackevent::spool_for_delivery(events, tmp.path());
+  EXPECT_TRUE(first.error.empty()) << first.error;
+  EXPECT_FALSE(first.drain_running);
+  {
+    const HeldDrainLock running(tmp.path());
+    const trackevent::HandOff second =
+        trackevent::spool_for_delivery(std::span<const Event>(events).first(1), tmp.path());
+    EXPECT_TRUE(second.error.empty()) << second.error;
+    EXPECT_TRUE(second.drain_running);
+  }
+  EXPECT_EQ(Spool::open(tmp.path())->count(), 4);
+}
+
+TEST(HandOff, ExclusiveDrainStandsAsideWhileAnotherRunsThenDeliversAll) {
+  TempDir tmp;
+  const fs::path spool_dir = tmp.path() / "spool";
+  const fs::path store = tmp.path() / "store.db";
+  std::vector<Event> events;
+  for (std::int64_t i = 1; i <= 50; ++i) events.push_back(make_event(3, i));
+  ASSERT_TRUE(trackevent::spool_for_delivery(events, spool_dir).error.empty());
+
+  trackevent::DrainOptions options;
+  options.spool_dir = spool_dir;
+  options.exclusive = true;
+  const auto target = trackevent::parse_database_url("sqlite:" + store.string());
+  {
+    const HeldDrainLock running(spool_dir);
+    const trackevent::DrainResult busy = trackevent::drain_spool(target, options);
+    EXPECT_EQ(busy.outcome, trackevent::DrainResult::Outcome::busy);
+    EXPECT_EQ(busy.stored, 0U);
+  }
+  EXPECT_EQ(Spool::open(spool_dir)->count(), 50);
+  const trackevent::DrainResult done = trackevent::drain_spool(target, options);
+  EXPECT_EQ(done.outcome, trackevent::DrainResult::Outcome::empty) << done.error;
+  EXPECT_EQ(done.stored, 50U);
+  EXPECT_EQ(done.remaining, 0);
+  EXPECT_EQ(stored_rows(store), 50);
+  // The lock is free again: the next hand-off has to start a drain of its own.
+  EXPECT_FALSE(trackevent::spool_for_delivery(std::span<const Event>(events).first(1), spool_dir)
+                   .drain_running);
 }
 
 }  // namespace
