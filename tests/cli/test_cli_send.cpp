@@ -84,6 +84,36 @@ TEST(CliSend, BackgroundDeliversToTheEmbeddedStoreToo) {
   EXPECT_TRUE(stored) << read_file(home.file("spool") + "/flush.log");
 }
 
+TEST(CliSend, BackgroundWithoutAUsableSpoolDeliversInTheForeground) {
+  TempDir home;
+  const std::string db = home.file("e.db");
+  // The spool directory is a regular file: nothing can be spooled there.
+  write_file(home.file("spool"), "not a directory\n");
+  const auto r = run_cli(home, {"--db", "sqlite:" + db, "send", "--background", "--org", "3",
+                                "--event", "backup.completed"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(
+      lines_with_msg(log_lines(r.err), "cannot spool for background delivery; delivering now")
+          .empty())
+      << r.err;
+  EXPECT_EQ(summary_of(r)["stored"], 1);
+  EXPECT_EQ(sqlite_scalar(db, "SELECT count(*) FROM analytics_events"), 1);
+}
+
+TEST(CliSend, BackgroundRotatesTheDeliverersLogPastOneMebibyte) {
+  TempDir home;
+  const std::string db = home.file("e.db");
+  std::filesystem::create_directories(home.file("spool"));
+  std::filesystem::permissions(home.file("spool"), std::filesystem::perms::owner_all);
+  const std::string log = home.file("spool") + "/flush.log";
+  write_file(log, std::string(std::size_t{1} << 20, 'x') + "\n");
+  const auto r = run_cli(home, {"--db", "sqlite:" + db, "send", "--background", "--org", "3",
+                                "--event", "backup.completed"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(log + ".1"));
+  EXPECT_LT(std::filesystem::file_size(log), std::uintmax_t{1} << 20);
+}
+
 TEST(CliSend, SystemEventHasNoUser) {
   TempDir home;
   const std::string db = home.file("e.db");
