@@ -12,7 +12,6 @@
 
 #include <fcntl.h>
 #include <spawn.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -20,7 +19,6 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <system_error>
 
 extern char** environ;
@@ -130,7 +128,7 @@ bool hand_off(const SendOptions& o, const GlobalOptions& global, const std::vect
               RunCounts& counts) {
   std::filesystem::path dir;
   try {
-    dir = spool_directory(TrackerOptions::from_env().spool_dir);
+    dir = spool_directory();
   } catch (const std::exception& e) {
     log::warn("cannot spool for background delivery; delivering now", {{"err", e.what()}});
     return false;
@@ -237,11 +235,10 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
     events.push_back(std::get<Event>(std::move(parsed)));
   }
 
-  std::optional<DbTarget> resolved;
   if (!events.empty()) {
-    resolved = database_target(global);
-    if (!resolved) return exit_code::usage;
-    counts.database = describe_target(*resolved);
+    const auto target = database_target(global);
+    if (!target) return exit_code::usage;
+    counts.database = describe_target(*target);
   }
   const bool handed_off = !events.empty() && o.background && hand_off(o, global, events, counts);
   if (!events.empty() && !handed_off) {

@@ -55,12 +55,14 @@ class DrainLock {
   int fd_ = -1;
 };
 
-/// Drains leave the WAL as it is when they close (SQLite checkpoints on the last close by
-/// default, which deletes the WAL): the next writer, often a `send --background`, then appends
-/// to it instead of creating it again and syncing its header and the directory. SQLite still
-/// checkpoints on its own once the WAL passes 1000 pages.
-detail::SpoolOptions drain_spool_options() {
+/// Drains and hand-offs leave the WAL as it is when they close (SQLite checkpoints on the last
+/// close by default, which deletes the WAL): the next writer, often a `send --background`, then
+/// appends to it instead of creating it again and syncing its header and the directory, and the
+/// drain reads what a hand-off wrote from the WAL. SQLite still checkpoints on its own once the
+/// WAL passes 1000 pages.
+detail::SpoolOptions wal_keeping_options(bool full_sync = false) {
   detail::SpoolOptions options;
+  options.full_sync = full_sync;
   options.checkpoint_on_close = false;
   return options;
 }
@@ -120,7 +122,7 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
                        const std::filesystem::path& dir, Clock::duration timeout) {
   DrainResult result;
   try {
-    auto spool = detail::Spool::open(dir, drain_spool_options());
+    auto spool = detail::Spool::open(dir, wal_keeping_options());
     result.remaining = spool->count();
     if (result.remaining < 0) {
       result.outcome = DrainResult::Outcome::spool_error;
@@ -219,7 +221,7 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
     // Writers that found the lock taken left their events to us: look once more, unlocked.
     std::int64_t left = -1;
     try {
-      left = detail::Spool::open(dir, drain_spool_options())->count();
+      left = detail::Spool::open(dir, wal_keeping_options())->count();
     } catch (const std::exception&) {
     }
     if (left == 0) return total;
@@ -242,10 +244,7 @@ HandOff spool_for_delivery(std::span<const Event> events, const std::filesystem:
   HandOff out;
   try {
     const auto dir = spool_directory(spool_dir);
-    detail::SpoolOptions options;
-    options.full_sync = durable;
-    options.checkpoint_on_close = false;  // the drain about to start reads the WAL as it is
-    auto spool = detail::Spool::open(dir, options);
+    auto spool = detail::Spool::open(dir, wal_keeping_options(durable));
     if (!spool->append(events, out.error)) {
       if (out.error.empty()) out.error = "cannot write to the spool at " + spool->path().string();
       return out;

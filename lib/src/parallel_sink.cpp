@@ -5,7 +5,6 @@
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
-#include <new>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -123,6 +122,8 @@ ParallelSink::ParallelSink(std::vector<std::unique_ptr<Sink>> inner, std::size_t
     throw std::invalid_argument("ParallelSink needs at least one sink, none null");
   }
   rate_.assign(inner_.size(), 0.0);
+  sizes_.resize(inner_.size());
+  took_.resize(inner_.size());
   workers_.reserve(inner_.size() - 1);
   for (std::size_t i = 1; i < inner_.size(); ++i) {
     workers_.push_back(std::make_unique<Worker>(*inner_[i]));
@@ -137,43 +138,33 @@ std::size_t ParallelSink::parts_for(std::size_t rows) const noexcept {
 }
 
 std::vector<std::size_t> ParallelSink::part_sizes(std::size_t rows, std::size_t parts) const {
-  std::vector<std::size_t> sizes(parts, rows / parts);
-  const bool measured =
-      std::all_of(rate_.begin(), rate_.begin() + static_cast<std::ptrdiff_t>(parts),
-                  [](double r) { return r > 0; });
-  if (!measured) {
-    for (std::size_t k = 0; k < rows % parts; ++k) ++sizes[k];
-    return sizes;
+  std::vector<std::size_t> sizes(parts);
+  cut(rows, sizes);
+  return sizes;
+}
+
+void ParallelSink::cut(std::size_t rows, std::span<std::size_t> sizes) const noexcept {
+  const std::size_t parts = sizes.size();
+  const auto rates = std::span<const double>(rate_).first(parts);
+  if (std::any_of(rates.begin(), rates.end(), [](double r) { return r <= 0; })) {
+    for (std::size_t k = 0; k < parts; ++k) sizes[k] = rows / parts + (k < rows % parts ? 1 : 0);
+    return;
   }
   // In proportion to each connection's measured rows per second, none below half or above twice
   // the mean, so one slow batch cannot starve a connection of work (and of new measurements).
   double mean = 0;
-  for (std::size_t k = 0; k < parts; ++k) mean += rate_[k];
+  for (const double r : rates) mean += r;
   mean /= static_cast<double>(parts);
-  std::vector<double> weight(parts);
+  const auto weight = [&](std::size_t k) { return std::clamp(rates[k], mean / 2, mean * 2); };
   double sum = 0;
-  for (std::size_t k = 0; k < parts; ++k) {
-    weight[k] = std::clamp(rate_[k], mean / 2, mean * 2);
-    sum += weight[k];
-  }
+  for (std::size_t k = 0; k < parts; ++k) sum += weight(k);
+  // Rounded down; the last part takes what rounding left over.
   std::size_t given = 0;
-  for (std::size_t k = 0; k < parts; ++k) {
-    sizes[k] = std::max<std::size_t>(
-        1, static_cast<std::size_t>(static_cast<double>(rows) * weight[k] / sum));
+  for (std::size_t k = 0; k + 1 < parts; ++k) {
+    sizes[k] = static_cast<std::size_t>(static_cast<double>(rows) * weight(k) / sum);
     given += sizes[k];
   }
-  // Rounding: the last part absorbs the difference (it stays at least 1 row).
-  if (given > rows) {
-    std::size_t over = given - rows;
-    for (std::size_t k = parts; k-- > 0 && over > 0;) {
-      const std::size_t take = std::min(over, sizes[k] - 1);
-      sizes[k] -= take;
-      over -= take;
-    }
-  } else {
-    sizes[parts - 1] += rows - given;
-  }
-  return sizes;
+  sizes[parts - 1] = rows - given;
 }
 
 void ParallelSink::learn(std::span<const std::size_t> sizes,
@@ -191,14 +182,9 @@ WriteResult ParallelSink::write(std::span<const Event> batch) noexcept {
   if (parts == 1) return inner_[0]->write(batch);
 
   // Contiguous parts, sized by how fast each connection has been; part 0 on this thread.
-  std::vector<std::size_t> sizes;
-  std::vector<Clock::duration> took;
-  try {
-    sizes = part_sizes(batch.size(), parts);
-    took.resize(parts);
-  } catch (const std::bad_alloc&) {
-    return inner_[0]->write(batch);  // whole, on one connection: nothing to allocate
-  }
+  const std::span<std::size_t> sizes = std::span(sizes_).first(parts);
+  const std::span<Clock::duration> took = std::span(took_).first(parts);
+  cut(batch.size(), sizes);
   std::size_t offset = sizes[0];
   for (std::size_t k = 1; k < parts; ++k) {
     workers_[k - 1]->post(batch.subspan(offset, sizes[k]));

@@ -59,11 +59,15 @@ class ParallelSink final : public Sink {
   /// Weight of the newest measurement in a connection's smoothed rate.
   static constexpr double kRateSmoothing = 0.25;
   struct Worker;
+  /// Fills `sizes` (one entry per part) with the cut of `rows` that part_sizes() describes.
+  void cut(std::size_t rows, std::span<std::size_t> sizes) const noexcept;
   void learn(std::span<const std::size_t> sizes, std::span<const Clock::duration> took) noexcept;
   std::vector<std::unique_ptr<Sink>> inner_;
   std::vector<std::unique_ptr<Worker>> workers_;  // workers_[i] serves inner_[i + 1]
   std::size_t min_part_;
-  std::vector<double> rate_;  // rows per second of each inner sink, smoothed; 0: not measured
+  std::vector<double> rate_;        // rows per second of each inner sink, smoothed; 0: not measured
+  std::vector<std::size_t> sizes_;  // the current batch's cut, reused: no allocation per
+  std::vector<Clock::duration> took_;  // batch (write() is used from one thread at a time)
 };
 
 /// Folds the result of one part into the batch's result as ParallelSink::write documents.

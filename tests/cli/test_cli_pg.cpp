@@ -29,6 +29,15 @@ std::string migrated_database(const TempDir& home, const std::string& name) {
   return url;
 }
 
+/// Sends event_line(1) and event_line(2) while no database answers, so both wait in the spool.
+void spool_two_events(const TempDir& home) {
+  const std::string down = "postgresql://nobody@127.0.0.1:" + std::to_string(closed_port()) + "/x";
+  const auto r =
+      run_cli(home, {"--db", down, "send", "--timeout", "0.5", event_line(1), event_line(2)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(summary_of(r)["spooled"], 2) << r.err;
+}
+
 TEST(CliPg, MigrateIsIdempotentAndReportsStatus) {
   TRACKEVENT_REQUIRE_PG();
   TempDir home;
@@ -167,11 +176,9 @@ TEST(CliPg, StrictWithoutTheTableExits69) {
 TEST(CliPg, FlushDeliversWhatWasSpooled) {
   TRACKEVENT_REQUIRE_PG();
   TempDir home;
-  const std::string down = "postgresql://nobody@127.0.0.1:" + std::to_string(closed_port()) + "/x";
-  auto r = run_cli(home, {"--db", down, "send", "--timeout", "0.5", event_line(1), event_line(2)});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_NO_FATAL_FAILURE(spool_two_events(home));
   const std::string url = migrated_database(home, "cli_flush");
-  r = run_cli(home, {"--db", url, "flush"});
+  const auto r = run_cli(home, {"--db", url, "flush"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(pg_count(url), 2);
 }
@@ -250,15 +257,13 @@ TEST(CliPg, SendInTheBackgroundDoesNotWaitForAHungDatabase) {
 TEST(CliPg, ExclusiveFlushStandsAsideWhileAnotherRuns) {
   TRACKEVENT_REQUIRE_PG();
   TempDir home;
-  const std::string down = "postgresql://nobody@127.0.0.1:" + std::to_string(closed_port()) + "/x";
-  auto r = run_cli(home, {"--db", down, "send", "--timeout", "0.5", event_line(1), event_line(2)});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_NO_FATAL_FAILURE(spool_two_events(home));
   const std::string url = migrated_database(home, "cli_flush_excl");
   const std::string spool = home.file("spool");
   const int fd = ::open((spool + "/flush.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
-  r = run_cli(home, {"--db", url, "flush", "--exclusive"});
+  auto r = run_cli(home, {"--db", url, "flush", "--exclusive"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(
       lines_with_msg(log_lines(r.err),
