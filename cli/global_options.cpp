@@ -20,9 +20,9 @@ void init_logging(const GlobalOptions& global) {
   log::init(format, level, color);
 }
 
-std::optional<DbTarget> database_target(const GlobalOptions& global) {
+std::optional<DbTarget> database_target(const GlobalOptions& global, UrlCheck check) {
   try {
-    return resolve_database(global.db);
+    return resolve_database(global.db, check);
   } catch (const std::exception& e) {
     // The library redacts the password in this message.
     log::error("invalid database URL", {{"err", e.what()}});

@@ -31,7 +31,8 @@ void init_logging(const GlobalOptions& global);
 
 /// The database the command talks to, as DESIGN.md picks it (--db, then the environment).
 /// nullopt (after logging why, password-free) when the URL is malformed: a usage error.
-[[nodiscard]] std::optional<DbTarget> database_target(const GlobalOptions& global);
+[[nodiscard]] std::optional<DbTarget> database_target(const GlobalOptions& global,
+                                                      UrlCheck check = UrlCheck::full);
 
 /// The URL to hand to TrackerOptions::database_url: --db when given, else what from_env() found.
 [[nodiscard]] std::string tracker_database_url(const GlobalOptions& global,

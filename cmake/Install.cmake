@@ -1,10 +1,11 @@
 # Install rules, the CMake package config and the pkg-config file.
 #
 # Layout follows GNUInstallDirs. Only the library's PUBLIC dependencies (nlohmann_json, Threads)
-# reach consumers' link lines; libpqxx, libpq, SQLite, spdlog, fmt and simdjson stay behind the
-# shared library's DT_NEEDED entries. (CMake still names the private shared-library targets in
-# IMPORTED_LINK_DEPENDENT_LIBRARIES, used only for -rpath-link and skipped by consumers that do
-# not define those targets; no $<BUILD_INTERFACE> wrapping removes that.)
+# reach consumers' link lines; SQLite, spdlog, fmt and simdjson stay behind the shared library's
+# DT_NEEDED entries, libpq and libpqxx behind dlopen() (lib/src/libpq.hpp, lib/src/pgmigrate/).
+# (CMake still names the private shared-library targets in IMPORTED_LINK_DEPENDENT_LIBRARIES,
+# used only for -rpath-link and skipped by consumers that do not define those targets; no
+# $<BUILD_INTERFACE> wrapping removes that.)
 include(CMakePackageConfigHelpers)
 
 set(TRACKEVENT_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/trackevent)
@@ -23,6 +24,9 @@ install(TARGETS trackevent EXPORT trackeventTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT development
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 install(TARGETS trackevent_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
+# Loaded by the library from <libdir>/trackevent/ (lib/src/migrate.cpp).
+install(TARGETS trackevent_pgmigrate LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/trackevent
+  COMPONENT runtime)
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/lib/include/trackevent
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT development

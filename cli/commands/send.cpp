@@ -236,12 +236,15 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
   }
 
   if (!events.empty()) {
-    const auto target = database_target(global);
+    // Handing off to the spool needs no libpq, so --background checks only the URL's form and
+    // leaves libpq unloaded; the deliverer checks the rest (and logs it to flush.log).
+    const auto target = database_target(global, o.background ? UrlCheck::form : UrlCheck::full);
     if (!target) return exit_code::usage;
     counts.database = describe_target(*target);
   }
   const bool handed_off = !events.empty() && o.background && hand_off(o, global, events, counts);
   if (!events.empty() && !handed_off) {
+    if (o.background && !database_target(global)) return exit_code::usage;
     install_stop_handlers();
     std::unique_ptr<Tracker> tracker;
     {

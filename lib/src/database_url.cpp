@@ -1,7 +1,7 @@
 // Which database to use, what kind it is, and how to show its address without the password.
 #include "trackevent/sink.hpp"
 
-#include <libpq-fe.h>
+#include "libpq.hpp"
 
 #include <pwd.h>
 #include <unistd.h>
@@ -257,9 +257,13 @@ const char* nonempty_env(const char* name) noexcept {
 
 // Empty values (`--db ''`, `DATABASE_URL=`) count as unset, as most tools treat them.
 DbTarget resolve_database(const std::optional<std::string>& cli_value) {
-  if (cli_value && !trim(*cli_value).empty()) return parse_database_url(*cli_value);
-  if (const char* v = nonempty_env("TRACKEVENT_DATABASE_URL")) return parse_database_url(v);
-  if (const char* v = nonempty_env("DATABASE_URL")) return parse_database_url(v);
+  return resolve_database(cli_value, UrlCheck::full);
+}
+
+DbTarget resolve_database(const std::optional<std::string>& cli_value, UrlCheck check) {
+  if (cli_value && !trim(*cli_value).empty()) return parse_database_url(*cli_value, check);
+  if (const char* v = nonempty_env("TRACKEVENT_DATABASE_URL")) return parse_database_url(v, check);
+  if (const char* v = nonempty_env("DATABASE_URL")) return parse_database_url(v, check);
 
   // XDG: a relative XDG_DATA_HOME is invalid and must be ignored.
   std::filesystem::path base;
@@ -279,6 +283,10 @@ DbTarget resolve_database(const std::optional<std::string>& cli_value) {
 //   sqlite://PATH                         the same PATH; so sqlite:///var/x.db is /var/x.db and
 //                                         sqlite://x.db is ./x.db (the sqlx/dbmate convention)
 DbTarget parse_database_url(std::string_view url) {
+  return parse_database_url(url, UrlCheck::full);
+}
+
+DbTarget parse_database_url(std::string_view url, UrlCheck check) {
   const std::string_view s = trim(url);
   if (s.empty()) throw std::invalid_argument("empty database URL");
 
@@ -305,19 +313,21 @@ DbTarget parse_database_url(std::string_view url) {
                                 "key=value string)");
   }
 
+  if (check == UrlCheck::form) return DbTarget{DbTarget::Kind::postgres, std::string(s)};
+
   // Let libpq itself reject typos (unknown keywords, bad quoting, malformed URLs) up front. Its
   // message can quote the whole URL, so only our redacted copy of the input is shown.
   char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(std::string(s).c_str(), &err);
+  PQconninfoOption* opts = detail::pq().PQconninfoParse(std::string(s).c_str(), &err);
   if (opts == nullptr) {
     std::string reason = err != nullptr ? err : "out of memory";
-    if (err != nullptr) PQfreemem(err);
+    if (err != nullptr) detail::pq().PQfreemem(err);
     while (!reason.empty() && is_space(reason.back())) reason.pop_back();
     const std::string redacted = redact_conninfo(s);
     throw std::invalid_argument("invalid PostgreSQL connection string '" + redacted +
                                 "': " + scrub_quoted(reason, redacted));
   }
-  PQconninfoFree(opts);
+  detail::pq().PQconninfoFree(opts);
   return DbTarget{DbTarget::Kind::postgres, std::string(s)};
 }
 

@@ -1,5 +1,6 @@
-// Schema migrations: the built-in list, and applying it to PostgreSQL (libpqxx, under an advisory
-// lock) or SQLite (BEGIN IMMEDIATE), with a schema_migrations bookkeeping table on both.
+// Schema migrations: the built-in list, the bookkeeping shared by both kinds of database, and
+// applying them to SQLite (BEGIN IMMEDIATE). PostgreSQL's half (libpqxx, under an advisory lock)
+// is in pgmigrate/pg_migrate.cpp, a module loaded only when a PostgreSQL database is migrated.
 #include "trackevent/migrate.hpp"
 
 #include "migrate_internal.hpp"
@@ -7,12 +8,12 @@
 #include "sha256.hpp"
 #include "sqlite_util.hpp"
 
-#include <libpq-fe.h>
-#include <pqxx/pqxx>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -20,17 +21,75 @@
 #include <vector>
 
 namespace trackevent {
-namespace {
-
 // ---------------------------------------------------------------------------------------------
-// The built-in list
+// Shared bookkeeping (declared in migrate_internal.hpp)
 
-/// "0001_create_analytics_events": how messages name a migration (its file name without .sql).
+namespace detail {
+
 std::string label(const Migration& m) {
   char num[16];
   std::snprintf(num, sizeof num, "%04d", m.version);
   return std::string(num) + "_" + m.name;
 }
+
+std::string mismatch_message(const Migration& m) {
+  return "migration " + label(m) +
+         ": checksum mismatch: the applied migration differs from this build's";
+}
+
+std::vector<MigrationStatus> status_of(const std::vector<Migration>& builtin,
+                                       const AppliedRows& applied) {
+  std::vector<MigrationStatus> out;
+  out.reserve(builtin.size());
+  for (const Migration& m : builtin) {
+    MigrationStatus s;
+    s.version = m.version;
+    s.name = m.name;
+    if (const auto it = applied.find(m.version); it != applied.end()) {
+      s.state = it->second.checksum == m.checksum ? MigrationStatus::State::applied
+                                                  : MigrationStatus::State::checksum_mismatch;
+      s.applied_at = it->second.applied_at;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void throw_on_mismatch(const std::vector<Migration>& builtin, const AppliedRows& applied) {
+  for (const Migration& m : builtin) {
+    const auto it = applied.find(m.version);
+    if (it != applied.end() && it->second.checksum != m.checksum) {
+      throw MigrateError(mismatch_message(m), false);
+    }
+  }
+}
+
+MigrateReport dry_run_report(const std::vector<Migration>& builtin, const AppliedRows& applied) {
+  MigrateReport r;
+  r.status = status_of(builtin, applied);
+  for (MigrationStatus& s : r.status) {
+    if (s.state == MigrationStatus::State::pending) {
+      r.applied.push_back(s.version);
+      s.state = MigrationStatus::State::applied;  // as it would be; applied_at stays empty
+    }
+  }
+  return r;
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::AppliedRow;
+using detail::AppliedRows;
+using detail::dry_run_report;
+using detail::label;
+using detail::mismatch_message;
+using detail::status_of;
+using detail::throw_on_mismatch;
+
+// ---------------------------------------------------------------------------------------------
+// The built-in list
 
 /// Splits "NNNN_name.sql" (4 digits, version >= 1, name of [a-z0-9_]); nullopt when malformed.
 std::optional<Migration> parse_file_name(std::string_view file) {
@@ -82,305 +141,45 @@ std::vector<Migration> load_builtin(std::string_view kind) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Shared bookkeeping
+// PostgreSQL: the module
 
-struct AppliedRow {
-  std::string name;
-  std::string checksum;
-  std::string applied_at;
-};
-using AppliedRows = std::map<int, AppliedRow>;
-
-std::string mismatch_message(const Migration& m) {
-  return "migration " + label(m) +
-         ": checksum mismatch: the applied migration differs from this build's";
-}
-
-/// The state of every built-in migration given the rows of schema_migrations. Rows for versions
-/// this build does not know (a newer build migrated the database) are left out.
-std::vector<MigrationStatus> status_of(const std::vector<Migration>& builtin,
-                                       const AppliedRows& applied) {
-  std::vector<MigrationStatus> out;
-  out.reserve(builtin.size());
-  for (const Migration& m : builtin) {
-    MigrationStatus s;
-    s.version = m.version;
-    s.name = m.name;
-    if (const auto it = applied.find(m.version); it != applied.end()) {
-      s.state = it->second.checksum == m.checksum ? MigrationStatus::State::applied
-                                                  : MigrationStatus::State::checksum_mismatch;
-      s.applied_at = it->second.applied_at;
+/// The entry point of the PostgreSQL migration module, loaded on first use. It is looked up
+/// beside this library, in the layout both the build tree and an installation have:
+/// <dir of libtrackevent.so>/trackevent/libtrackevent-pgmigrate.so.
+detail::PgMigrateEntry pg_migrate_entry() {
+  static const detail::PgMigrateEntry entry = [] {
+    Dl_info self{};
+    if (::dladdr(reinterpret_cast<void*>(&pg_migrate_entry), &self) == 0 ||
+        self.dli_fname == nullptr) {
+      throw MigrateError("cannot locate libtrackevent to find its PostgreSQL migration module",
+                         false);
     }
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
-void throw_on_mismatch(const std::vector<Migration>& builtin, const AppliedRows& applied) {
-  for (const Migration& m : builtin) {
-    const auto it = applied.find(m.version);
-    if (it != applied.end() && it->second.checksum != m.checksum) {
-      throw MigrateError(mismatch_message(m), false);
+    const std::string dir = std::filesystem::path(self.dli_fname).parent_path().string();
+    const std::string module =
+        (dir.empty() ? std::string(".") : dir) + "/trackevent/" + detail::kPgMigrateModule;
+    void* handle = ::dlopen(module.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      const char* err = ::dlerror();
+      throw MigrateError("cannot load the PostgreSQL migration module: " +
+                             std::string(err != nullptr ? err : module),
+                         false);
     }
-  }
-}
-
-/// A dry run's report: the status as it would be after the run, and what it would apply.
-MigrateReport dry_run_report(const std::vector<Migration>& builtin, const AppliedRows& applied) {
-  MigrateReport r;
-  r.status = status_of(builtin, applied);
-  for (MigrationStatus& s : r.status) {
-    if (s.state == MigrationStatus::State::pending) {
-      r.applied.push_back(s.version);
-      s.state = MigrationStatus::State::applied;  // as it would be; applied_at stays empty
+    void* sym = ::dlsym(handle, detail::kPgMigrateEntry);
+    if (sym == nullptr) {
+      throw MigrateError(module + " has no " + detail::kPgMigrateEntry +
+                             " (a module from another version of trackevent?)",
+                         false);
     }
-  }
-  return r;
+    return reinterpret_cast<detail::PgMigrateEntry>(sym);
+  }();
+  return entry;
 }
 
-// ---------------------------------------------------------------------------------------------
-// PostgreSQL
-
-constexpr const char* kPgCreateBookkeeping = R"sql(
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    integer     PRIMARY KEY,
-    name       text        NOT NULL,
-    checksum   text        NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-))sql";
-
-constexpr const char* kPgRfc3339 =
-    R"(to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))";
-
-/// A conninfo ready for pqxx::connection, and the password it carries (to scrub from messages).
-struct PgConninfo {
-  std::string conninfo;
-  std::string password;
-};
-
-void append_option(std::string& out, std::string_view key, std::string_view value) {
-  if (!out.empty()) out += ' ';
-  out.append(key);
-  out += "='";
-  for (const char c : value) {
-    if (c == '\'' || c == '\\') out += '\\';
-    out += c;
-  }
-  out += '\'';
-}
-
-/// Replaces every occurrence of `secret` in `text` with "***".
-std::string scrub(std::string text, const std::string& secret) {
-  if (secret.empty()) return text;
-  for (std::size_t pos = text.find(secret); pos != std::string::npos;
-       pos = text.find(secret, pos + 3)) {
-    text.replace(pos, secret.size(), "***");
-  }
-  return text;
-}
-
-/// libpq messages span lines ("...failed: Connection refused\n\tIs the server running...");
-/// one line reads better in a log field.
-std::string trim(std::string_view s) {
-  std::string out;
-  bool space = false;
-  for (const char c : s) {
-    if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
-      space = !out.empty();
-      continue;
-    }
-    if (space) out += ' ';
-    space = false;
-    out += c;
-  }
-  return out;
-}
-
-/// libpq's parse error, with quoted fragments dropped: for a malformed URL they can hold the
-/// password ("invalid percent-encoded token: \"pa%zz\"").
-std::string without_quoted(std::string_view msg) {
-  std::string out;
-  bool quoted = false;
-  for (const char c : msg) {
-    if (c == '"') {
-      if (!quoted) out += "\"…\"";
-      quoted = !quoted;
-    } else if (!quoted) {
-      out += c;
-    }
-  }
-  return trim(out);
-}
-
-/// Normalizes any libpq URL or key=value string into key=value form and adds the connection
-/// defaults the user did not set (connect_timeout above all, so connecting never hangs).
-PgConninfo prepare_conninfo(const std::string& conninfo, const PgTimeouts& t) {
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
-  if (opts == nullptr) {
-    const std::string reason = err ? without_quoted(err) : "out of memory";
-    if (err) PQfreemem(err);
-    throw MigrateError("invalid database URL " + redact_conninfo(conninfo) + ": " + reason, false);
-  }
-  PgConninfo out;
-  bool has_connect_timeout = false, has_keepalives_idle = false, has_tcp_user_timeout = false,
-       has_application_name = false;
-  for (const PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
-    if (o->val == nullptr || *o->val == '\0') continue;
-    const std::string_view key = o->keyword;
-    append_option(out.conninfo, key, o->val);
-    if (key == "password") out.password = o->val;
-    has_connect_timeout |= key == "connect_timeout";
-    has_keepalives_idle |= key == "keepalives_idle";
-    has_tcp_user_timeout |= key == "tcp_user_timeout";
-    has_application_name |= key == "application_name";
-  }
-  PQconninfoFree(opts);
-  // The PG* environment variables still apply: libpq reads them for anything left unset here.
-  if (!has_connect_timeout && std::getenv("PGCONNECT_TIMEOUT") == nullptr) {
-    append_option(out.conninfo, "connect_timeout", std::to_string(t.connect_timeout_s));
-  }
-  if (!has_keepalives_idle) {
-    append_option(out.conninfo, "keepalives_idle", std::to_string(t.keepalives_idle_s));
-  }
-  if (!has_tcp_user_timeout) {
-    append_option(out.conninfo, "tcp_user_timeout", std::to_string(t.tcp_user_timeout_ms));
-  }
-  if (!has_application_name && std::getenv("PGAPPNAME") == nullptr) {
-    append_option(out.conninfo, "application_name", "trackevent migrate");
-  }
-  return out;
-}
-
-/// Runs `body` on a fresh connection and turns every libpqxx exception into a MigrateError whose
-/// text never holds the password. `context` names what was being done ("migration 0001_x").
-template <typename Body>
-MigrateReport with_pg(const DbTarget& target, const MigrateOptions& options, Body&& body) {
-  const PgConninfo ci = prepare_conninfo(target.conninfo, options.timeouts);
-  std::string context;
-  try {
-    std::optional<pqxx::connection> conn;
-    try {
-      conn.emplace(ci.conninfo);
-    } catch (const pqxx::broken_connection& e) {
-      throw MigrateError(
-          scrub("cannot connect to " + redact_conninfo(target.conninfo) + ": " + trim(e.what()),
-                ci.password),
-          true);
-    }
-    return body(*conn, context);
-  } catch (const MigrateError&) {
-    throw;
-  } catch (const pqxx::broken_connection& e) {
-    throw MigrateError(scrub((context.empty() ? "" : context + ": ") + "connection to " +
-                                 redact_conninfo(target.conninfo) + " lost: " + trim(e.what()),
-                             ci.password),
-                       true);
-  } catch (const pqxx::in_doubt_error& e) {
-    throw MigrateError(scrub(context +
-                                 ": connection lost while committing; run migrate again "
-                                 "to see whether it was applied: " +
-                                 trim(e.what()),
-                             ci.password),
-                       true);
-  } catch (const pqxx::sql_error& e) {
-    std::string msg = (context.empty() ? "" : context + ": ") + trim(e.what());
-    if (!e.sqlstate().empty()) msg += " (SQLSTATE " + e.sqlstate() + ")";
-    throw MigrateError(scrub(std::move(msg), ci.password), false);
-  } catch (const std::exception& e) {
-    throw MigrateError(scrub((context.empty() ? "" : context + ": ") + trim(e.what()), ci.password),
-                       false);
-  }
-}
-
-/// Session settings: no NOTICE chatter ("relation already exists, skipping") on stderr, lock
-/// waits bounded by lock_timeout, statements by the configured statement timeout.
-void pg_session_setup(pqxx::connection& c, const MigrateOptions& o) {
-  pqxx::nontransaction tx{c};
-  tx.exec("SET client_min_messages = warning");
-  tx.exec("SET lock_timeout = " + std::to_string(std::max(o.lock_timeout_ms, 1)));
-  tx.exec("SET statement_timeout = " +
-          std::to_string(std::max(o.timeouts.statement_timeout_ms, 0)));
-}
-
-/// Waits (at most lock_timeout_ms) for the migration advisory lock of this session.
-void pg_take_lock(pqxx::connection& c, const MigrateOptions& o) {
-  pqxx::nontransaction tx{c};
-  // The statement timeout must not cut the lock wait short; lock_timeout is what bounds it.
-  const int wait_ms = std::max(o.lock_timeout_ms, 1);
-  tx.exec("SET statement_timeout = " + std::to_string(wait_ms + 5000));
-  try {
-    tx.exec("SELECT pg_advisory_lock(" + std::to_string(detail::migration_lock_key()) + ")");
-  } catch (const pqxx::sql_error& e) {
-    if (e.sqlstate() == "55P03" || e.sqlstate() == "57014") {
-      throw MigrateError(
-          "timed out after " + std::to_string(wait_ms) +
-              " ms waiting for another trackevent migrate to finish (advisory lock " +
-              std::to_string(detail::migration_lock_key()) + ")",
-          false);
-    }
-    throw;
-  }
-  tx.exec("SET statement_timeout = " +
-          std::to_string(std::max(o.timeouts.statement_timeout_ms, 0)));
-}
-
-AppliedRows pg_read_applied(pqxx::connection& c) {
-  pqxx::read_transaction tx{c};
-  AppliedRows rows;
-  if (tx.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL")[0].as<bool>()) {
-    const pqxx::result r = tx.exec(std::string("SELECT version, name, checksum, ") + kPgRfc3339 +
-                                   " FROM schema_migrations");
-    for (const auto& row : r) {
-      rows[row[0].as<int>()] =
-          AppliedRow{row[1].c_str(), row[2].c_str(), row[3].is_null() ? "" : row[3].c_str()};
-    }
-  }
-  return rows;
-}
-
-MigrateReport pg_migrate(const DbTarget& target, const MigrateOptions& options) {
-  const std::vector<Migration>& builtin = builtin_migrations(DbTarget::Kind::postgres);
-  return with_pg(target, options, [&](pqxx::connection& c, std::string& context) {
-    pg_session_setup(c, options);
-    // The dry run waits its turn too, so what it reports is not a half-finished concurrent run.
-    pg_take_lock(c, options);
-    if (!options.dry_run) {
-      pqxx::nontransaction tx{c};
-      tx.exec(kPgCreateBookkeeping);
-    }
-    AppliedRows applied = pg_read_applied(c);
-    throw_on_mismatch(builtin, applied);
-    if (options.dry_run) return dry_run_report(builtin, applied);
-
-    MigrateReport report;
-    for (const Migration& m : builtin) {
-      if (applied.contains(m.version)) continue;
-      context = "migration " + label(m);
-      pqxx::work tx{c, "migrate"};
-      tx.exec(m.sql);
-      tx.exec_params("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                     m.version, m.name, m.checksum);
-      tx.commit();
-      report.applied.push_back(m.version);
-      context.clear();
-    }
-    applied = pg_read_applied(c);
-    report.status = status_of(builtin, applied);
-    pqxx::nontransaction tx{c};
-    tx.exec("SELECT pg_advisory_unlock(" + std::to_string(detail::migration_lock_key()) + ")");
-    return report;
-  });
-}
-
-MigrateReport pg_status(const DbTarget& target, const MigrateOptions& options) {
-  const std::vector<Migration>& builtin = builtin_migrations(DbTarget::Kind::postgres);
-  return with_pg(target, options, [&](pqxx::connection& c, std::string&) {
-    pg_session_setup(c, options);
-    MigrateReport report;
-    report.status = status_of(builtin, pg_read_applied(c));
-    return report;
-  });
+MigrateReport pg_run(const DbTarget& target, const MigrateOptions& options,
+                     detail::PgMigrateAction action) {
+  MigrateReport report;
+  pg_migrate_entry()(target, options, action, report);
+  return report;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,13 +310,15 @@ const std::vector<Migration>& builtin_migrations(DbTarget::Kind kind) {
 }
 
 MigrateReport migrate(const DbTarget& target, const MigrateOptions& options) {
-  return target.kind == DbTarget::Kind::postgres ? pg_migrate(target, options)
-                                                 : sqlite_migrate(target, options);
+  return target.kind == DbTarget::Kind::postgres
+             ? pg_run(target, options, detail::PgMigrateAction::migrate)
+             : sqlite_migrate(target, options);
 }
 
 MigrateReport migration_status(const DbTarget& target, const MigrateOptions& options) {
-  return target.kind == DbTarget::Kind::postgres ? pg_status(target, options)
-                                                 : sqlite_status(target);
+  return target.kind == DbTarget::Kind::postgres
+             ? pg_run(target, options, detail::PgMigrateAction::status)
+             : sqlite_status(target);
 }
 
 namespace detail {

@@ -14,7 +14,7 @@
 // send`) is a single parameterised INSERT ... ON CONFLICT DO NOTHING instead: one round trip.
 #include "trackevent/sink.hpp"
 
-#include <libpq-fe.h>
+#include "libpq.hpp"
 
 #include <poll.h>
 
@@ -161,7 +161,7 @@ struct UuidHash {
 // ---- libpq plumbing ---------------------------------------------------------------------------
 
 struct PgResultDeleter {
-  void operator()(PGresult* r) const noexcept { PQclear(r); }
+  void operator()(PGresult* r) const noexcept { detail::pq().PQclear(r); }
 };
 using ResultPtr = std::unique_ptr<PGresult, PgResultDeleter>;
 
@@ -220,16 +220,17 @@ void ignore_notice(void* /*arg*/, const char* /*message*/) noexcept {}
 /// PQcancel connects to the server with a blocking connect() and no timeout in libpq 15, so it
 /// runs on its own detached thread; we wait for its effect (the query's result), not for it.
 void send_cancel_detached(PGconn* conn) noexcept {
-  PGcancel* cancel = PQgetCancel(conn);
+  PGcancel* cancel = detail::pq().PQgetCancel(conn);
   if (cancel == nullptr) return;
   try {
     std::thread([cancel] {
       std::array<char, 256> err{};
-      PQcancel(cancel, err.data(), static_cast<int>(err.size()));
-      PQfreeCancel(cancel);
+      detail::pq().PQcancel(cancel, err.data(), static_cast<int>(err.size()));
+      detail::pq().PQfreeCancel(cancel);
     }).detach();
   } catch (...) {
-    PQfreeCancel(cancel);  // no thread: give up on the cancel, the caller drops the connection
+    detail::pq().PQfreeCancel(
+        cancel);  // no thread: give up on the cancel, the caller drops the connection
   }
 }
 
@@ -285,20 +286,20 @@ class PgSink final : public Sink {
                          conninfo.starts_with("postgresql://") ||
                          conninfo.starts_with("postgres://");
     if (!expands) return true;
-    PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), nullptr);
+    PQconninfoOption* opts = detail::pq().PQconninfoParse(conninfo.c_str(), nullptr);
     if (opts == nullptr) return false;
-    PQconninfoFree(opts);
+    detail::pq().PQconninfoFree(opts);
     return true;
   }
 
   static std::string password_of(const std::string& conninfo) {
     std::string password;
-    PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), nullptr);
+    PQconninfoOption* opts = detail::pq().PQconninfoParse(conninfo.c_str(), nullptr);
     if (opts == nullptr) return password;
     for (PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
       if (std::strcmp(o->keyword, "password") == 0 && o->val != nullptr) password = o->val;
     }
-    PQconninfoFree(opts);
+    detail::pq().PQconninfoFree(opts);
     return password;
   }
 
@@ -337,7 +338,7 @@ class PgSink final : public Sink {
   // ---- connection ----
 
   void disconnect() noexcept {
-    if (conn_ != nullptr) PQfinish(conn_);
+    if (conn_ != nullptr) detail::pq().PQfinish(conn_);
     conn_ = nullptr;
   }
 
@@ -346,13 +347,14 @@ class PgSink final : public Sink {
     // An idle connection the server closed (restart, pg_terminate_backend) has data waiting:
     // reading it now lets us reconnect instead of failing this batch on a dead socket.
     // A FATAL message and the EOF after it may take two reads to see.
-    for (int i = 0; i < 3 && conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK; ++i) {
-      pollfd p{PQsocket(conn_), POLLIN, 0};
+    for (int i = 0; i < 3 && conn_ != nullptr && detail::pq().PQstatus(conn_) == CONNECTION_OK;
+         ++i) {
+      pollfd p{detail::pq().PQsocket(conn_), POLLIN, 0};
       if (p.fd >= 0 && ::poll(&p, 1, 0) <= 0) break;
-      if (p.fd < 0 || PQconsumeInput(conn_) == 0) disconnect();
+      if (p.fd < 0 || detail::pq().PQconsumeInput(conn_) == 0) disconnect();
     }
-    if (conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK &&
-        PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+    if (conn_ != nullptr && detail::pq().PQstatus(conn_) == CONNECTION_OK &&
+        detail::pq().PQtransactionStatus(conn_) == PQTRANS_IDLE) {
       return std::nullopt;
     }
     disconnect();  // broken or left mid-transaction: start over
@@ -385,41 +387,43 @@ class PgSink final : public Sink {
     keys.push_back(nullptr);
     values.push_back(nullptr);
 
-    PGconn* conn = PQconnectStartParams(keys.data(), values.data(), /*expand_dbname=*/1);
+    PGconn* conn =
+        detail::pq().PQconnectStartParams(keys.data(), values.data(), /*expand_dbname=*/1);
     if (conn == nullptr)
       return failure(Disposition::retry, "", "out of memory creating connection");
-    PQsetNoticeProcessor(conn, &ignore_notice, nullptr);
-    PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);  // so connection errors carry their SQLSTATE
+    detail::pq().PQsetNoticeProcessor(conn, &ignore_notice, nullptr);
+    detail::pq().PQsetErrorVerbosity(
+        conn, PQERRORS_VERBOSE);  // so connection errors carry their SQLSTATE
 
     // libpq enforces connect_timeout only in its blocking calls; we poll, so we enforce it.
     int timeout_s = timeouts_.connect_timeout_s;
-    if (PQconninfoOption* used = PQconninfo(conn)) {
+    if (PQconninfoOption* used = detail::pq().PQconninfo(conn)) {
       for (PQconninfoOption* o = used; o->keyword != nullptr; ++o) {
         if (std::strcmp(o->keyword, "connect_timeout") == 0 && o->val != nullptr) {
           const int v = std::atoi(o->val);
           if (v > 0) timeout_s = std::max(2, v);  // libpq's own minimum
         }
       }
-      PQconninfoFree(used);
+      detail::pq().PQconninfoFree(used);
     }
     const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
 
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    if (PQstatus(conn) == CONNECTION_BAD) st = PGRES_POLLING_FAILED;
+    if (detail::pq().PQstatus(conn) == CONNECTION_BAD) st = PGRES_POLLING_FAILED;
     // Note: host name resolution inside PQconnectPoll is blocking (getaddrinfo).
     while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
       const int ready = wait_socket(conn, st == PGRES_POLLING_WRITING, deadline);
       if (ready == 0) {
-        PQfinish(conn);
+        detail::pq().PQfinish(conn);
         return failure(Disposition::retry, "",
                        "timeout expired connecting to " + described_ + " after " +
                            std::to_string(timeout_s) + " s");
       }
-      st = PQconnectPoll(conn);
+      st = detail::pq().PQconnectPoll(conn);
     }
     if (st == PGRES_POLLING_FAILED) {
-      auto [sqlstate, msg] = split_connect_error(PQerrorMessage(conn));
-      PQfinish(conn);
+      auto [sqlstate, msg] = split_connect_error(detail::pq().PQerrorMessage(conn));
+      detail::pq().PQfinish(conn);
       Disposition d = classify_sqlstate(sqlstate);
       // libpq's own "no password supplied": an operator must act, like 28P01.
       if (sqlstate.empty() && msg.find("no password supplied") != std::string::npos) {
@@ -428,9 +432,9 @@ class PgSink final : public Sink {
       return failure(d, sqlstate, msg.empty() ? "connection failed" : msg);
     }
 
-    PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
-    if (PQsetnonblocking(conn, 1) != 0) {
-      PQfinish(conn);
+    detail::pq().PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
+    if (detail::pq().PQsetnonblocking(conn, 1) != 0) {
+      detail::pq().PQfinish(conn);
       return failure(Disposition::retry, "", "cannot make the connection non-blocking");
     }
     conn_ = conn;
@@ -449,7 +453,7 @@ class PgSink final : public Sink {
 
   /// Waits until the socket is readable (or writable); 1 ready, 0 deadline passed, -1 error.
   static int wait_socket(PGconn* conn, bool for_write, Clock::time_point deadline) {
-    const int fd = PQsocket(conn);
+    const int fd = detail::pq().PQsocket(conn);
     if (fd < 0) return -1;
     while (true) {
       const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
@@ -479,7 +483,7 @@ class PgSink final : public Sink {
   Step broken(std::string what) const {
     Step s;
     s.kind = Step::Kind::broken;
-    std::string msg = trim_message(PQerrorMessage(conn_));
+    std::string msg = trim_message(detail::pq().PQerrorMessage(conn_));
     s.message = msg.empty() ? std::move(what) : std::move(what) + ": " + msg;
     return s;
   }
@@ -487,13 +491,13 @@ class PgSink final : public Sink {
   /// Sends everything libpq has buffered, reading input meanwhile (as libpq's docs require).
   bool flush_output(Clock::time_point& deadline, bool& cancelled, Step& out) {
     while (true) {
-      const int r = PQflush(conn_);
+      const int r = detail::pq().PQflush(conn_);
       if (r == 0) return true;
       if (r < 0) {
         out = broken("sending to the server failed");
         return false;
       }
-      const int fd = PQsocket(conn_);
+      const int fd = detail::pq().PQsocket(conn_);
       const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) {
         if (cancel_and_extend(deadline, cancelled)) continue;
@@ -507,7 +511,8 @@ class PgSink final : public Sink {
         out = broken("poll failed");
         return false;
       }
-      if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) != 0 && PQconsumeInput(conn_) == 0) {
+      if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) != 0 &&
+          detail::pq().PQconsumeInput(conn_) == 0) {
         out = broken("connection to the server lost");
         return false;
       }
@@ -519,7 +524,7 @@ class PgSink final : public Sink {
     Step step;
     const auto started = Clock::now();
     while (true) {
-      while (PQisBusy(conn_) != 0) {
+      while (detail::pq().PQisBusy(conn_) != 0) {
         const int ready = wait_socket(conn_, false, deadline);
         if (ready == 0) {
           if (cancel_and_extend(deadline, cancelled)) continue;
@@ -529,14 +534,15 @@ class PgSink final : public Sink {
                          " ms, even after a cancel; connection dropped";
           return step;
         }
-        if (ready < 0 || PQconsumeInput(conn_) == 0) return broken("connection to the server lost");
+        if (ready < 0 || detail::pq().PQconsumeInput(conn_) == 0)
+          return broken("connection to the server lost");
       }
-      ResultPtr res{PQgetResult(conn_)};
+      ResultPtr res{detail::pq().PQgetResult(conn_)};
       if (!res) return step;
-      switch (PQresultStatus(res.get())) {
+      switch (detail::pq().PQresultStatus(res.get())) {
         case PGRES_COMMAND_OK:
         case PGRES_TUPLES_OK:
-          if (const char* n = PQcmdTuples(res.get()); n != nullptr && *n != '\0') {
+          if (const char* n = detail::pq().PQcmdTuples(res.get()); n != nullptr && *n != '\0') {
             step.affected = static_cast<std::size_t>(std::strtoull(n, nullptr, 10));
           }
           break;
@@ -546,13 +552,16 @@ class PgSink final : public Sink {
         case PGRES_FATAL_ERROR:
         default:
           if (step.kind != Step::Kind::error) {
-            const char* code = PQresultErrorField(res.get(), PG_DIAG_SQLSTATE);
-            const char* primary = PQresultErrorField(res.get(), PG_DIAG_MESSAGE_PRIMARY);
-            const char* constraint = PQresultErrorField(res.get(), PG_DIAG_CONSTRAINT_NAME);
+            const char* code = detail::pq().PQresultErrorField(res.get(), PG_DIAG_SQLSTATE);
+            const char* primary =
+                detail::pq().PQresultErrorField(res.get(), PG_DIAG_MESSAGE_PRIMARY);
+            const char* constraint =
+                detail::pq().PQresultErrorField(res.get(), PG_DIAG_CONSTRAINT_NAME);
             step.kind = Step::Kind::error;
             step.sqlstate = code != nullptr ? code : "";
-            step.message =
-                primary != nullptr ? primary : trim_message(PQresultErrorMessage(res.get()));
+            step.message = primary != nullptr
+                               ? primary
+                               : trim_message(detail::pq().PQresultErrorMessage(res.get()));
             step.constraint = constraint != nullptr ? constraint : "";
             // 57014 after our cancel, or from the statement_timeout we set: ours.
             step.own_cancel =
@@ -562,7 +571,7 @@ class PgSink final : public Sink {
           }
           break;
       }
-      if (PQstatus(conn_) == CONNECTION_BAD) {
+      if (detail::pq().PQstatus(conn_) == CONNECTION_BAD) {
         Step b = broken("connection to the server lost");
         if (step.kind == Step::Kind::error) return step;  // its SQLSTATE says more (57P01...)
         return b;
@@ -574,7 +583,7 @@ class PgSink final : public Sink {
   Step run(const char* sql) {
     auto deadline = Clock::now() + statement_budget();
     bool cancelled = false;
-    if (PQsendQuery(conn_, sql) == 0) return broken("sending the query failed");
+    if (detail::pq().PQsendQuery(conn_, sql) == 0) return broken("sending the query failed");
     Step s;
     if (!flush_output(deadline, cancelled, s)) return s;
     return collect(deadline, cancelled);
@@ -587,7 +596,7 @@ class PgSink final : public Sink {
   Step copy(const char* sql, More&& more) {
     auto deadline = Clock::now() + statement_budget();
     bool cancelled = false;
-    if (PQsendQuery(conn_, sql) == 0) return broken("sending the query failed");
+    if (detail::pq().PQsendQuery(conn_, sql) == 0) return broken("sending the query failed");
     Step s;
     if (!flush_output(deadline, cancelled, s)) return s;
     bool open = more();
@@ -604,7 +613,8 @@ class PgSink final : public Sink {
     while (!server_ended) {
       while (off < copy_buf_.size()) {
         const std::size_t n = std::min(kCopyChunk, copy_buf_.size() - off);
-        const int r = PQputCopyData(conn_, copy_buf_.data() + off, static_cast<int>(n));
+        const int r =
+            detail::pq().PQputCopyData(conn_, copy_buf_.data() + off, static_cast<int>(n));
         if (r < 0) {
           server_ended = true;
           break;
@@ -619,7 +629,7 @@ class PgSink final : public Sink {
       open = more();
     }
     while (true) {
-      const int r = PQputCopyEnd(conn_, nullptr);
+      const int r = detail::pq().PQputCopyEnd(conn_, nullptr);
       if (r < 0) break;
       if (r == 1) break;
       if (!flush_output(deadline, cancelled, s)) return s;
@@ -630,15 +640,16 @@ class PgSink final : public Sink {
 
   /// Ends a transaction we left open after an error; a failing ROLLBACK drops the connection.
   void rollback() {
-    if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) return;
-    if (PQtransactionStatus(conn_) == PQTRANS_IDLE) return;
+    if (conn_ == nullptr || detail::pq().PQstatus(conn_) != CONNECTION_OK) return;
+    if (detail::pq().PQtransactionStatus(conn_) == PQTRANS_IDLE) return;
     if (run("ROLLBACK").kind != Step::Kind::ok) disconnect();
   }
 
   /// After any failed step: roll back, drop a dead or stuck connection, report.
   WriteResult fail_step(const Step& s) {
     WriteResult r = failure_from(s);
-    if (s.kind == Step::Kind::error && conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK) {
+    if (s.kind == Step::Kind::error && conn_ != nullptr &&
+        detail::pq().PQstatus(conn_) == CONNECTION_OK) {
       rollback();
     } else {
       disconnect();  // broken, or stuck past the deadline: a new connection next write
@@ -794,7 +805,8 @@ class PgSink final : public Sink {
 
     auto deadline = Clock::now() + statement_budget();
     bool cancelled = false;
-    if (PQsendQueryParams(conn_, kInsertOne, 6, kTypes, values, lengths, kFormats, 0) == 0) {
+    if (detail::pq().PQsendQueryParams(conn_, kInsertOne, 6, kTypes, values, lengths, kFormats,
+                                       0) == 0) {
       return broken("sending the query failed");
     }
     Step s;

@@ -119,11 +119,13 @@ inline nlohmann::json summary_of(const RunResult& r) {
   return logs.back();
 }
 
-/// Runs one query returning a single integer on a SQLite file (-1 on error).
+/// Runs one query returning a single integer on a SQLite file (-1 on error). It waits up to 10 s
+/// for a lock held by a process still writing (a background deliverer creating the store).
 inline long long sqlite_scalar(const std::string& db_path, const std::string& sql) {
   sqlite3* db = nullptr;
   long long value = -1;
   if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 10000);
     sqlite3_stmt* stmt = nullptr;
     if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW) {
@@ -144,6 +146,7 @@ inline std::string sqlite_text(const std::string& db_path, const std::string& sq
   sqlite3* db = nullptr;
   std::string value;
   if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 10000);
     sqlite3_stmt* stmt = nullptr;
     if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {

@@ -58,11 +58,25 @@ struct DbTarget {
   std::string conninfo;  ///< libpq URL or key=value string (postgres) or file path (sqlite)
 };
 
+/// How closely a PostgreSQL URL is checked before it is used.
+enum class UrlCheck {
+  /// libpq parses it as well: unknown keywords, bad quoting and malformed URLs are errors.
+  full,
+  /// Its scheme or key=value shape only. libpq is not loaded (it is loaded on first use, and
+  /// loading it is most of a short-lived process's start-up); what libpq would reject is then
+  /// reported when a connection is made.
+  form,
+};
+
 /// Picks the database as DESIGN.md says: `cli_value`, else TRACKEVENT_DATABASE_URL, else
 /// DATABASE_URL, else the embedded store at $XDG_DATA_HOME/trackevent/events.db.
 [[nodiscard]] DbTarget resolve_database(const std::optional<std::string>& cli_value);
+[[nodiscard]] DbTarget resolve_database(const std::optional<std::string>& cli_value,
+                                        UrlCheck check);
 /// Interprets one URL: postgres://, postgresql://, key=value -> postgres; sqlite:PATH -> sqlite.
+/// Throws std::invalid_argument (password redacted) for a URL it rejects.
 [[nodiscard]] DbTarget parse_database_url(std::string_view url);
+[[nodiscard]] DbTarget parse_database_url(std::string_view url, UrlCheck check);
 /// The URL or conninfo with any password replaced by "***".
 [[nodiscard]] std::string redact_conninfo(std::string_view conninfo);
 

@@ -1,0 +1,50 @@
+#include "libpq.hpp"
+
+#include <dlfcn.h>
+
+#include <stdexcept>
+#include <string>
+
+#ifndef TRACKEVENT_LIBPQ_SONAME
+#define TRACKEVENT_LIBPQ_SONAME "libpq.so.5"
+#endif
+
+namespace trackevent::detail {
+namespace {
+
+std::string dl_error() {
+  const char* e = ::dlerror();
+  return e != nullptr ? e : "unknown error";
+}
+
+Libpq load() {
+  // RTLD_LOCAL: libpq's symbols serve this table only. If the program linked libpq itself (a
+  // test, a bench), dlopen() returns the copy already loaded.
+  void* handle = ::dlopen(TRACKEVENT_LIBPQ_SONAME, RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    throw std::runtime_error("cannot load " TRACKEVENT_LIBPQ_SONAME
+                             " (the PostgreSQL client library; Debian package libpq5): " +
+                             dl_error());
+  }
+  Libpq api;
+  // The handle is never closed: the functions stay in use until the process exits.
+#define TRACKEVENT_LIBPQ_RESOLVE(name)                                                       \
+  api.name = reinterpret_cast<decltype(api.name)>(::dlsym(handle, #name));                   \
+  if (api.name == nullptr) {                                                                 \
+    throw std::runtime_error(                                                                \
+        std::string("cannot find " #name " in " TRACKEVENT_LIBPQ_SONAME ": ") + dl_error()); \
+  }
+  TRACKEVENT_LIBPQ_FUNCTIONS(TRACKEVENT_LIBPQ_RESOLVE)
+#undef TRACKEVENT_LIBPQ_RESOLVE
+  return api;
+}
+
+}  // namespace
+
+const Libpq& pq() {
+  // A failed load throws out of the initializer, so the next call tries again.
+  static const Libpq api = load();
+  return api;
+}
+
+}  // namespace trackevent::detail
