@@ -170,7 +170,8 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
     result.error = e.what();
     result.remaining = -1;
   } catch (const std::exception& e) {
-    // make_sink throws only for an unusable SQLite path: the store cannot take writes.
+    // make_sink throws for an unusable SQLite path or when libpq cannot be loaded: either way
+    // the store cannot take writes.
     result.outcome = DrainResult::Outcome::unreachable;
     result.error = e.what();
   }

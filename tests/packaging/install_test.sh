@@ -86,6 +86,13 @@ out=$(env -u LD_LIBRARY_PATH "$prefix/$TE_BINDIR/trackevent" --log-format text \
   --db "postgresql:///trackevent?host=$work/no-such-socket-dir&connect_timeout=2" migrate 2>&1) || true
 [[ $out == *"cannot connect"* && $out != *module* ]] ||
   fail "migrate from the prefix did not reach libpq through its module: $out"
+# Without the module, migrating PostgreSQL fails with a message that names it.
+mv "$libdir/trackevent/libtrackevent-pgmigrate.so" "$work/module.so"
+out=$(env -u LD_LIBRARY_PATH "$prefix/$TE_BINDIR/trackevent" --log-format text \
+  --db "postgresql:///trackevent?host=$work/no-such-socket-dir" migrate 2>&1) && status=0 || status=$?
+mv "$work/module.so" "$libdir/trackevent/libtrackevent-pgmigrate.so"
+[[ $status != 0 && $out == *"cannot load the PostgreSQL migration module"* ]] ||
+  fail "migrate without its module: exit $status, $out"
 
 step "no private dependency or build path leaks into the package files"
 # Prints the private libraries named among link arguments (by basename, so that the random temp

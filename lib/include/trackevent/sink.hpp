@@ -91,7 +91,7 @@ struct PgTimeouts {
 
 /// Opens a sink for `target`. Does not connect yet for PostgreSQL (connects lazily on first
 /// write, so construction never blocks). Throws std::runtime_error only for an unusable SQLite
-/// path.
+/// path, or for PostgreSQL when libpq (loaded on first use) cannot be loaded.
 [[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target,
                                               const PgTimeouts& timeouts = {});
 /// As above, with `connections` parallel PostgreSQL connections when it is above 1: each batch of
