@@ -32,10 +32,12 @@ std::string label(const Migration& m) {
   return std::string(num) + "_" + m.name;
 }
 
+namespace {
 std::string mismatch_message(const Migration& m) {
   return "migration " + label(m) +
          ": checksum mismatch: the applied migration differs from this build's";
 }
+}  // namespace
 
 std::vector<MigrationStatus> status_of(const std::vector<Migration>& builtin,
                                        const AppliedRows& applied) {

@@ -33,8 +33,6 @@ using AppliedRows = std::map<int, AppliedRow>;
 
 /// "0001_create_analytics_events": how messages name a migration (its file name without .sql).
 [[nodiscard]] std::string label(const Migration& m);
-/// "migration 0001_x: checksum mismatch: ...".
-[[nodiscard]] std::string mismatch_message(const Migration& m);
 /// The state of every built-in migration given the rows of schema_migrations. Rows for versions
 /// this build does not know (a newer build migrated the database) are left out.
 [[nodiscard]] std::vector<MigrationStatus> status_of(const std::vector<Migration>& builtin,

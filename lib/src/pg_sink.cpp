@@ -236,6 +236,8 @@ void send_cancel_detached(PGconn* conn) noexcept {
 
 class PgSink final : public Sink {
  public:
+  /// Loads libpq (password_of is its first use), so that a missing libpq throws here and the
+  /// noexcept methods below never load it.
   PgSink(std::string conninfo, const PgTimeouts& timeouts)
       : conninfo_(std::move(conninfo)),
         described_(redact_conninfo(conninfo_)),
