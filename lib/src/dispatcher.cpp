@@ -77,7 +77,7 @@ bool Dispatcher::step() {
       if (item.is_control()) {
         markers_.push_back(std::move(item.marker));
         flush_now_ = true;
-      } else {
+      } else if (s_.take(item)) {
         pending_.push_back(std::move(item.event));
         batcher_.add(item.queued_at.value_or(popped_at));
       }
@@ -120,7 +120,7 @@ bool Dispatcher::step_durable() {
       if (item.is_control()) {
         (item.marker->sync_only() ? sync_markers_ : markers_).push_back(std::move(item.marker));
         commit_now = true;
-      } else {
+      } else if (s_.take(item)) {
         pending_.push_back(std::move(item.event));
         batcher_.add(item.queued_at.value_or(popped_at));
       }
@@ -429,7 +429,7 @@ void Dispatcher::spool_everything_left() {
     for (auto& item : popped_) {
       if (item.is_control()) {
         markers_.push_back(std::move(item.marker));
-      } else {
+      } else if (s_.take(item)) {
         chunk.push_back(std::move(item.event));
       }
     }

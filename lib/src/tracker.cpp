@@ -59,6 +59,35 @@ bool dom_within_limits(const nlohmann::json& j, std::size_t depth, const Limits&
   }
 }
 
+/// Serialises `metadata` into `event.metadata` and checks the event against `limits`. Returns the
+/// reason it is invalid, or an empty string. Throws only std::bad_alloc.
+std::string serialise_metadata(Event& event, const nlohmann::json& metadata, const Limits& limits) {
+  if (!metadata.is_object()) return "metadata: expected a JSON object";
+  try {
+    // Strict: invalid UTF-8 is the caller's bug, not ours to mangle.
+    event.metadata = metadata.dump();
+  } catch (const nlohmann::json::exception& e) {
+    return std::string("metadata: ") + e.what();
+  }
+  std::size_t keys = 0;
+  // dump() wrote valid JSON and UTF-8, so only the limits are left to check, on the DOM. When
+  // that check is in doubt, the full validator decides and words the reason.
+  const bool plainly_valid = validate_event_identity(event).empty() &&
+                             event.metadata.size() <= limits.max_metadata_bytes &&
+                             dom_within_limits(metadata, 2, limits, keys);
+  return plainly_valid ? std::string() : validate_event(event, limits);
+}
+
+/// Counts and logs an event refused by validation.
+void log_rejected(Counters& counters, const Event& event, std::string_view reason) noexcept {
+  Counters::add(counters.rejected);
+  log::write_limited(log::Level::error, "track.rejected", "rejected event",
+                     {{"source", "track"},
+                      {"event_name", event.event_name},
+                      {"org_id", event.org_id},
+                      {"err", reason}});
+}
+
 /// Acceptance time and a fresh UUIDv7 from the same clock reading.
 void stamp_now(Event& e) noexcept {
   e.occurred_at_us = now_unix_us();
@@ -96,7 +125,7 @@ void spool_leftovers(TrackerState& s) {
   for (auto& item : items) {
     if (item.is_control()) {
       item.marker->complete();
-    } else {
+    } else if (s.take(item)) {
       events.push_back(std::move(item.event));
     }
   }
@@ -111,6 +140,31 @@ void spool_leftovers(TrackerState& s) {
 }
 
 }  // namespace
+
+namespace detail {
+
+std::string finish_metadata(QueueItem& item, const Limits& limits) noexcept {
+  if (item.metadata_dom.is_null()) return {};
+  std::string reason;
+  try {
+    reason = serialise_metadata(item.event, item.metadata_dom, limits);
+  } catch (...) {
+    reason = "out of memory";
+  }
+  item.metadata_dom = nullptr;  // freed here, on the consumer's thread
+  return reason;
+}
+
+bool TrackerState::take(QueueItem& item) noexcept {
+  std::string reason = finish_metadata(item, options.limits);
+  if (reason.empty()) return true;
+  counters.withdrawn.fetch_add(1);
+  log_rejected(counters, item.event, reason);
+  settled.fetch_add(1);
+  return false;
+}
+
+}  // namespace detail
 
 class Tracker::Impl {
  public:
@@ -180,15 +234,19 @@ class Tracker::Impl {
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
 
-  bool enqueue(Event&& event) noexcept {
+  bool enqueue(Event&& event, nlohmann::json&& metadata_dom = nullptr) noexcept {
     auto& s = state();
     try {
-      QueueItem item{std::move(event), std::nullopt, nullptr};
+      QueueItem item{std::move(event), std::move(metadata_dom), std::nullopt, nullptr};
       if (s.stamp_on_push) item.queued_at = s.clock->now();
       // A pushed event counts as accepted and in memory through the queue's ticket count.
       const Push pushed = s.options.on_full == OverflowPolicy::block ? s.queue.push_wait(item)
                                                                      : s.queue.try_push(item);
       if (pushed == Push::ok) return true;
+      if (std::string reason = detail::finish_metadata(item, s.options.limits); !reason.empty()) {
+        log_rejected(s.counters, item.event, reason);
+        return false;
+      }
       Counters::add(s.counters.accepted);
       return overflow(item.event, pushed);
     } catch (const std::exception& e) {
@@ -202,12 +260,7 @@ class Tracker::Impl {
   }
 
   void reject(const Event& event, std::string_view reason) noexcept {
-    Counters::add(state().counters.rejected);
-    log::write_limited(log::Level::error, "track.rejected", "rejected event",
-                       {{"source", "track"},
-                        {"event_name", event.event_name},
-                        {"org_id", event.org_id},
-                        {"err", reason}});
+    log_rejected(state().counters, event, reason);
   }
 
   FlushResult flush(std::chrono::milliseconds timeout) noexcept {
@@ -360,35 +413,42 @@ void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
     event.org_id = org_id;
     event.user_id = user_id;
     event.event_name = event_name;
-    if (!metadata.is_object()) {
-      impl_->reject(event, "metadata: expected a JSON object");
+    // Serialised here, on the caller's thread, so the queue holds no DOM and the caller may
+    // change its json afterwards.
+    if (std::string reason = serialise_metadata(event, metadata, impl_->limits());
+        !reason.empty()) {
+      impl_->reject(event, reason);
       return;
     }
-    // Serialised here, on the caller's thread, so the queue holds no DOM and the caller may
-    // change its json afterwards. Strict: invalid UTF-8 is the caller's bug, not ours to mangle.
-    event.metadata = metadata.dump();
-    const Limits& limits = impl_->limits();
-    std::size_t keys = 0;
-    // dump() wrote valid JSON and UTF-8, so only the limits are left to check, on the DOM. When
-    // that check is in doubt, the full validator decides and words the reason.
-    const bool plainly_valid = validate_event_identity(event).empty() &&
-                               event.metadata.size() <= limits.max_metadata_bytes &&
-                               dom_within_limits(metadata, 2, limits, keys);
-    if (!plainly_valid) {
-      if (std::string reason = validate_event(event, limits); !reason.empty()) {
-        impl_->reject(event, reason);
-        return;
-      }
-    }
     stamp_now(event);
-  } catch (const std::exception& e) {
-    impl_->reject(event, std::string("metadata: ") + e.what());
-    return;
   } catch (...) {
-    impl_->reject(event, "unknown error");
+    // Only allocating (the name, a rejection reason) can throw here; counted like any failure.
+    impl_->reject(event, "out of memory");
     return;
   }
   impl_->enqueue(std::move(event));
+}
+
+void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
+                    std::string_view event_name, nlohmann::json&& metadata) noexcept {
+  Event event;
+  try {
+    event.org_id = org_id;
+    event.user_id = user_id;
+    event.event_name = event_name;
+    std::string reason = metadata.is_object() ? validate_event_identity(event)
+                                              : std::string("metadata: expected a JSON object");
+    if (!reason.empty()) {
+      impl_->reject(event, reason);
+      return;
+    }
+    stamp_now(event);
+  } catch (...) {
+    impl_->reject(event, "out of memory");
+    return;
+  }
+  // The object is ours now: whoever takes it from the queue serialises and checks it.
+  impl_->enqueue(std::move(event), std::move(metadata));
 }
 
 void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,

@@ -4,11 +4,14 @@
 #include "trackevent/clock.hpp"
 #include "trackevent/event.hpp"
 #include "trackevent/options.hpp"
+#include "trackevent/parse.hpp"
 #include "trackevent/sink.hpp"
 #include "trackevent/stats.hpp"
 
 #include "queue.hpp"
 #include "spool_access.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -17,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -58,6 +62,10 @@ class FlushMarker {
 /// events queued before it).
 struct QueueItem {
   Event event;
+  /// track(…, json&&): the caller's metadata object, moved in as it is. Whoever takes the item
+  /// from the queue serialises it into `event.metadata` and checks the limits (finish_metadata),
+  /// so the caller's thread pays for neither. Null for every other item.
+  nlohmann::json metadata_dom;
   /// Set by track() only with an injected clock (tests); otherwise the dispatcher stamps items
   /// when it takes them, which spares every track() a clock read.
   std::optional<Clock::time_point> queued_at;
@@ -65,10 +73,17 @@ struct QueueItem {
   [[nodiscard]] bool is_control() const noexcept { return marker != nullptr; }
 };
 
+/// Serialises an item's `metadata_dom` (if any) into its event and checks the metadata limits.
+/// Returns why the event is invalid, or an empty string (valid, or nothing to do). Never throws.
+std::string finish_metadata(QueueItem& item, const Limits& limits) noexcept;
+
 /// Stats as relaxed atomics: cheap to bump from any thread, a snapshot is good enough to read.
 struct Counters {
   std::atomic<std::uint64_t> accepted{0}, stored{0}, duplicates{0}, rejected{0}, rejected_by_db{0},
       dropped{0}, spooled{0}, unspooled{0}, retries{0};
+  /// Events that went through the queue and were then rejected by finish_metadata(): the queue's
+  /// ticket count includes them, `accepted` must not.
+  std::atomic<std::uint64_t> withdrawn{0};
 
   static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
     counter.fetch_add(n, std::memory_order_relaxed);
@@ -116,9 +131,17 @@ struct TrackerState {
   /// The counters, with `accepted` completed by the events that went through the queue.
   [[nodiscard]] Stats snapshot() const noexcept {
     Stats st = counters.snapshot();
-    st.accepted += queue.pushed();
+    // Withdrawn first (seq_cst, like its increments): each one happens after the push it takes
+    // back, so the pushes it counts are all visible to the load below.
+    const std::uint64_t withdrawn = counters.withdrawn.load();
+    st.accepted += queue.pushed() - withdrawn;
     return st;
   }
+
+  /// For whoever takes a data item from the queue: finishes its metadata (finish_metadata). False
+  /// when the event turns out invalid; it is then logged, counted as rejected instead of
+  /// accepted, and settled, and the caller must drop it. Defined in tracker.cpp.
+  bool take(QueueItem& item) noexcept;
   /// Durable mode: this Tracker's events committed to the spool and not delivered yet. close()
   /// counts what is left as spooled.
   std::atomic<std::int64_t> durable_backlog{0};

@@ -299,37 +299,107 @@ TEST_F(TrackerTest, InvalidInputIsRejectedNotQueued) {
   tracker.track(1, 1, "Not A Name");                                      // bad name
   tracker.track(1, 1, "user.signed_in", nlohmann::json::array());         // metadata not an object
   tracker.track(1, 1, "user.signed_in", {{"bad", std::string("\xff")}});  // invalid UTF-8
+  const nlohmann::json bad_utf8 = {{"bad", std::string("\xff")}};
+  tracker.track(1, 1, "user.signed_in", bad_utf8);  // the same, serialised in the call
   ASSERT_TRUE(tracker.flush(30s).complete);
   const auto stats = tracker.stats();
-  EXPECT_EQ(stats.rejected, 4u);
+  EXPECT_EQ(stats.rejected, 5u);
   EXPECT_EQ(stats.accepted, 0u);
   EXPECT_EQ(sink_->stored_count(), 0u);
 }
 
-TEST_F(TrackerTest, MetadataLimitsHoldForJsonObjects) {
-  // track(json) checks the limits on the DOM and leaves anything near them to the validator:
-  // at the limits is accepted, one past each is rejected, and so is a NUL anywhere.
-  TrackerOptions opts = options();
-  opts.limits.max_depth = 4;  // metadata is level 2, so two nested levels fit
-  opts.limits.max_keys = 5;
-  opts.limits.max_metadata_bytes = 200;
-  Tracker tracker(std::move(opts));
+// At the limits set in limits_options(), then one past each, and NULs; the last object is
+// fine but its event is not (user_id 0).
+std::vector<nlohmann::json> objects_at_and_past_the_limits() {
   using nlohmann::json;
-  tracker.track(1, 1, "user.signed_in",
-                {{"a", {{"b", json::object()}}}, {"c", 1}, {"d", 2}, {"e", json::array({1, 2})}});
-  tracker.track(1, 1, "user.signed_in", {{"a", {{"b", {{"c", json::object()}}}}}});  // level 5
-  tracker.track(1, 1, "user.signed_in", {{"a", json::array({json::array({json::array()})})}});
-  tracker.track(1, 1, "user.signed_in",
-                {{"k1", 1}, {"k2", 2}, {"k3", 3}, {"k4", 4}, {"k5", 5}, {"k6", 6}});  // 6 keys
-  tracker.track(1, 1, "user.signed_in", {{"s", std::string("a\0b", 3)}});             // NUL
-  tracker.track(1, 1, "user.signed_in", {{std::string("k\0", 2), 1}});                // NUL key
-  tracker.track(1, 1, "user.signed_in", {{"big", std::string(300, 'x')}});            // bytes
-  tracker.track(1, 0, "user.signed_in", {{"ok", true}});                              // user_id 0
+  return {{{"a", {{"b", json::object()}}}, {"c", 1}, {"d", 2}, {"e", json::array({1, 2})}},
+          {{"a", {{"b", {{"c", json::object()}}}}}},  // level 5
+          {{"a", json::array({json::array({json::array()})})}},
+          {{"k1", 1}, {"k2", 2}, {"k3", 3}, {"k4", 4}, {"k5", 5}, {"k6", 6}},  // 6 keys
+          {{"s", std::string("a\0b", 3)}},                                     // NUL
+          {{std::string("k\0", 2), 1}},                                        // NUL key
+          {{"big", std::string(300, 'x')}},                                    // bytes
+          {{"bad", std::string("\xff")}},                                      // invalid UTF-8
+          {{"ok", true}}};
+}
+
+class TrackerLimitsTest : public TrackerTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  TrackerOptions limits_options() {
+    TrackerOptions o = options();
+    o.limits.max_depth = 4;  // metadata is level 2, so two nested levels fit
+    o.limits.max_keys = 5;
+    o.limits.max_metadata_bytes = 200;
+    return o;
+  }
+};
+
+TEST_P(TrackerLimitsTest, MetadataLimitsHoldForJsonObjects) {
+  // track(json) checks the limits on the DOM and leaves anything near them to the validator:
+  // at the limits is accepted, one past each is rejected, and so is a NUL anywhere. The same
+  // whether the object is serialised in the call (const&) or by the dispatcher (moved in).
+  const bool moved = GetParam();
+  Tracker tracker(limits_options());
+  auto objects = objects_at_and_past_the_limits();
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    const std::int64_t user = i + 1 == objects.size() ? 0 : 1;
+    if (moved) {
+      tracker.track(1, user, "user.signed_in", std::move(objects[i]));
+    } else {
+      const nlohmann::json& object = objects[i];
+      tracker.track(1, user, "user.signed_in", object);
+    }
+  }
   ASSERT_TRUE(tracker.flush(30s).complete);
   const auto stats = tracker.stats();
   EXPECT_EQ(stats.accepted, 1u);
-  EXPECT_EQ(stats.rejected, 7u);
-  EXPECT_EQ(sink_->stored_count(), 1u);
+  EXPECT_EQ(stats.rejected, 8u);
+  EXPECT_EQ(stats.stored, 1u);
+  ASSERT_EQ(sink_->stored_count(), 1u);
+  EXPECT_EQ(sink_->stored()[0].metadata, R"({"a":{"b":{}},"c":1,"d":2,"e":[1,2]})");
+  if (!moved) {
+    EXPECT_EQ(objects[1].dump(), R"({"a":{"b":{"c":{}}}})");  // untouched
+  }
+}
+
+std::string moved_or_not(const ::testing::TestParamInfo<bool>& param_info) {
+  return param_info.param ? "Moved" : "ByReference";
+}
+
+INSTANTIATE_TEST_SUITE_P(ByReferenceAndMoved, TrackerLimitsTest, ::testing::Bool(), moved_or_not);
+
+TEST_F(TrackerTest, MovedMetadataIsSerialisedBeforeAnOverflowSpoolsOrDropsIt) {
+  // A moved-in object waits in the queue as a DOM; an event that does not fit is serialised (and
+  // checked) on the caller's thread before it is spooled or dropped.
+  sink_->close_gate();
+  auto o = options();
+  o.queue_capacity = 2;
+  o.batch_size = 1;
+  o.drain_spool = false;
+  o.limits.max_keys = 3;
+  Tracker tracker(o);
+  tracker.track(1, 1, "user.signed_in", {{"n", 0}});
+  ASSERT_TRUE(sink_->wait_entered(1));
+  for (int i = 1; i <= 5; ++i) tracker.track(1, 1, "user.signed_in", {{"n", i}});
+  tracker.track(1, 1, "user.signed_in", {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});  // too many
+  EXPECT_EQ(tracker.stats().spooled, 3u);
+  EXPECT_EQ(tracker.stats().rejected, 1u);
+  auto spool = detail::Spool::open(dir_);
+  std::vector<std::string> spooled;
+  for (const auto& claimed : spool->claim(10, std::chrono::seconds(60))) {
+    spooled.push_back(claimed.event.metadata);
+  }
+  EXPECT_EQ(spooled, (std::vector<std::string>{R"({"n":3})", R"({"n":4})", R"({"n":5})"}));
+  sink_->open_gate();
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  const auto stats = tracker.stats();
+  EXPECT_EQ(stats.accepted, 6u);
+  EXPECT_EQ(stats.stored, 3u);
+  EXPECT_EQ(stats.spooled, 3u);
+  const auto stored = sink_->stored();
+  ASSERT_EQ(stored.size(), 3u);
+  EXPECT_EQ(stored[0].metadata, R"({"n":0})");
+  EXPECT_EQ(stored[2].metadata, R"({"n":2})");
 }
 
 TEST_F(TrackerTest, DestructorIsBoundedWithAHungSinkAndSpoolsTheRest) {

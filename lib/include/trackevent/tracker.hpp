@@ -33,9 +33,15 @@ class Tracker {
   Tracker& operator=(const Tracker&) = delete;
 
   /// Records one event, stamped now with a new UUIDv7. Invalid input (bad name, org_id < 1,
-  /// metadata not an object) is counted as rejected and logged. `metadata` must be a JSON object.
+  /// metadata not an object or over a limit) is counted as rejected and logged. `metadata` must
+  /// be a JSON object; it is serialised before the call returns, so the caller may change it.
   void track(std::int64_t org_id, std::optional<std::int64_t> user_id, std::string_view event_name,
              const nlohmann::json& metadata) noexcept;
+  /// As above, taking the object over (a temporary, e.g. `{{"rows", n}}`, or std::move): the
+  /// call only moves it into the queue, and the dispatcher serialises it. An object over a
+  /// metadata limit is then rejected (counted and logged) by the dispatcher, not in the call.
+  void track(std::int64_t org_id, std::optional<std::int64_t> user_id, std::string_view event_name,
+             nlohmann::json&& metadata) noexcept;
   /// As above, with empty metadata.
   void track(std::int64_t org_id, std::optional<std::int64_t> user_id,
              std::string_view event_name) noexcept;
