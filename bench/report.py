@@ -142,7 +142,7 @@ def report(work):
     runs_text = "1 run" if runs == "1" else f"median of {runs} runs"
     w(f"## Bulk load: {fmt_int(int(env.get('events', '0')))} events, {runs_text}")
     w("")
-    w("TRUNCATE + CHECKPOINT before every run; `count(*)` checked after every run. Peak RSS is")
+    w("TRUNCATE + CHECKPOINT + `sync` before every run; `count(*)` checked after every run. Peak RSS is")
     w("the largest of the runs, of the trackevent or psql process (for the jq pipeline: psql);")
     w("client CPU is that process's user + system time; server CPU is what every PostgreSQL")
     w("process used during the run (backends, WAL writer, checkpointer), from /proc. CPU figures")
