@@ -110,6 +110,13 @@ trackevent::Stats settle(benchmark::State& state) {
   return t.stats();
 }
 
+/// Events in the Tracker's memory (accepted, not yet stored, spooled or dropped).
+std::uint64_t in_memory(const trackevent::Stats& st) {
+  const std::uint64_t settled =
+      st.stored + st.duplicates + st.rejected_by_db + st.spooled + st.dropped;
+  return st.accepted > settled ? st.accepted - settled : 0;
+}
+
 void report_flow(benchmark::State& state, const trackevent::Stats& before) {
   if (state.thread_index() != 0) return;
   const trackevent::Stats after = fixture().tracker->stats();
@@ -238,6 +245,8 @@ void track_latency(benchmark::State& state, int pause_every) {
   const nlohmann::json& meta = small_metadata();
   std::int64_t user = 1;
   int since_pause = 0;
+  std::uint64_t calls = 0;
+  std::uint64_t peak_queued = 0;  // events accepted and not yet settled, sampled every 256 calls
   for (auto _ : state) {
     nlohmann::json object;
     if (kind == kMoved) object = meta;
@@ -256,6 +265,9 @@ void track_latency(benchmark::State& state, int pause_every) {
     const std::uint64_t b = ticks();
     samples.push_back(b - a > overhead ? b - a - overhead : 0);
     user = user % 10000 + 1;
+    if (state.thread_index() == 0 && (++calls & 255) == 0) {
+      peak_queued = std::max(peak_queued, in_memory(t.stats()));
+    }
     if (pause_every > 0 && ++since_pause == pause_every) {
       since_pause = 0;
       std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -268,6 +280,8 @@ void track_latency(benchmark::State& state, int pause_every) {
   state.counters["p99_ns"] = benchmark::Counter(percentile(samples, 0.99) * scale, avg);
   state.counters["p999_ns"] = benchmark::Counter(percentile(samples, 0.999) * scale, avg);
   state.counters["max_ns"] = benchmark::Counter(percentile(samples, 1.0) * scale, avg);
+  // Thread 0's sample (the others report 0; counters are summed over threads).
+  state.counters["peak_queued"] = static_cast<double>(peak_queued);
   state.SetItemsProcessed(state.iterations());
   report_flow(state, before);
 }
