@@ -10,7 +10,8 @@ struct Stats {
   std::uint64_t accepted = 0;    ///< taken by track() (valid and queued)
   std::uint64_t stored = 0;      ///< written by the sink (including events replayed from the spool)
   std::uint64_t duplicates = 0;  ///< the sink already had this event_id
-  std::uint64_t rejected = 0;    ///< refused by validation in track(), never queued
+  std::uint64_t rejected = 0;    ///< refused by validation: in track(), or (metadata moved in
+                                 ///< with track(…, json&&)) by the dispatcher; never accepted
   std::uint64_t rejected_by_db = 0;  ///< bad rows isolated by the database (sent to dead letters)
   std::uint64_t dropped = 0;  ///< lost: queue full under OverflowPolicy::drop, or the spool failed
   std::uint64_t spooled = 0;  ///< written to the local spool for later delivery

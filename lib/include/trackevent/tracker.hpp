@@ -39,7 +39,8 @@ class Tracker {
              const nlohmann::json& metadata) noexcept;
   /// As above, taking the object over (a temporary, e.g. `{{"rows", n}}`, or std::move): the
   /// call only moves it into the queue, and the dispatcher serialises it. An object over a
-  /// metadata limit is then rejected (counted and logged) by the dispatcher, not in the call.
+  /// metadata limit is then rejected by the dispatcher, not in the call: logged, and counted as
+  /// rejected and no longer as accepted.
   void track(std::int64_t org_id, std::optional<std::int64_t> user_id, std::string_view event_name,
              nlohmann::json&& metadata) noexcept;
   /// As above, with empty metadata.
