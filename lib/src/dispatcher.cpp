@@ -14,6 +14,10 @@ constexpr auto kFirstRetry = milliseconds{500};
 constexpr auto kMaxRetryDelay = std::chrono::seconds{30};
 // With nothing to do the thread still wakes now and then; a push or close wakes it at once.
 constexpr auto kIdleWait = std::chrono::seconds{60};
+// How long the thread waits for queued events while pipelined writes are outstanding.
+constexpr auto kReapInterval = milliseconds{10};
+// One wait for a pipelined write; the write itself is bounded by the sink's own deadlines.
+constexpr auto kLaneWait = milliseconds{100};
 
 std::int64_t to_ms(Clock::duration d) { return duration_cast<milliseconds>(d).count(); }
 
@@ -33,6 +37,7 @@ Dispatcher::Dispatcher(std::shared_ptr<TrackerState> state)
                    : Clock::duration{s_.options.flush_interval}),
       retry_backoff_(kFirstRetry, kMaxRetryDelay, s_.options.jitter) {
   pending_.reserve(std::max<std::size_t>(s_.options.batch_size, 1));
+  if (!s_.options.durable) lanes_ = dynamic_cast<ParallelSink*>(s_.sink.get());
 }
 
 void Dispatcher::run() noexcept {
@@ -52,10 +57,14 @@ void Dispatcher::run() noexcept {
 
 Clock::duration Dispatcher::idle_wait(bool stopping) const {
   if (stopping || drain_due_) return Clock::duration::zero();
+  Clock::duration wait = kIdleWait;
   if (const auto deadline = batcher_.next_deadline()) {
-    return std::max(*deadline - s_.clock->now(), Clock::duration::zero());
+    wait = std::max(*deadline - s_.clock->now(), Clock::duration::zero());
   }
-  return kIdleWait;
+  // Outstanding pipelined writes are taken when the thread wakes: soon, so stats stay current.
+  if (lanes_ != nullptr && lanes_->outstanding() > 0)
+    wait = std::min<Clock::duration>(wait, kReapInterval);
+  return wait;
 }
 
 bool Dispatcher::step() {
@@ -65,6 +74,7 @@ bool Dispatcher::step() {
     spool_everything_left();
     return false;
   }
+  if (lanes_ != nullptr) reap(false);
 
   std::size_t popped = 0;
   const bool tried_pop = !flush_now_ && batcher_.room() > 0;
@@ -90,7 +100,10 @@ bool Dispatcher::step() {
   if (pending_.empty()) {
     flush_now_ = false;
     complete_markers();
-    if (stopping && tried_pop && popped == 0) return false;  // closed and the queue is empty
+    if (stopping && tried_pop && popped == 0) {  // closed and the queue is empty
+      settle_lanes();
+      return false;
+    }
     if (drain_due_ && !stopping) drain_spool_once();
   }
   return true;
@@ -189,26 +202,80 @@ void Dispatcher::send_pending() {
   pending_ = {};
   pending_.reserve(std::max<std::size_t>(s_.options.batch_size, 1));
   batcher_.reset();
+  if (lanes_ != nullptr) {
+    submit(std::move(batch));
+    return;
+  }
   deliver(batch);
 }
 
-void Dispatcher::deliver(const std::shared_ptr<const std::vector<Event>>& batch) {
+void Dispatcher::submit(Batch batch) {
+  s_.add_in_flight(batch);  // while it waits for a connection, close() may take it over
+  while (!lanes_->has_free_lane() && lane_failed_.empty()) reap(true);
+  if (lane_failed_.empty() && !failing_ && !s_.past_deadline()) {
+    lanes_->submit(std::move(batch));  // in flight until reap() takes its result
+    return;
+  }
+  settle_lanes();  // the slow path decides: retry, split, spool
+  if (s_.release_in_flight(batch)) deliver(batch);
+}
+
+void Dispatcher::reap(bool wait) {
+  for (;;) {
+    if (lanes_->outstanding() == 0) return;
+    auto done = lanes_->next_done(wait ? kLaneWait : Clock::duration::zero());
+    if (!done) {
+      if (wait) continue;
+      return;
+    }
+    wait = false;
+    if (!done->result.ok()) {
+      // Stays in flight: deliver() takes it from here, with this write as its first attempt.
+      lane_failed_.push_back(std::move(*done));
+      continue;
+    }
+    // close() gave up on this write and spooled the batch itself; nothing left to count here.
+    if (!s_.release_in_flight(done->batch)) continue;
+    Counters::add(s_.counters.stored, done->result.stored);
+    Counters::add(s_.counters.duplicates, done->result.duplicates);
+    settle(done->batch->size());
+    sink_succeeded();
+  }
+}
+
+void Dispatcher::settle_lanes() {
+  if (lanes_ == nullptr) return;
+  while (lanes_->outstanding() > 0) reap(true);
+  auto failed = std::exchange(lane_failed_, {});
+  for (auto& f : failed) deliver(f.batch, std::move(f.result));
+}
+
+void Dispatcher::deliver(const Batch& batch, std::optional<WriteResult> first) {
+  // A pipelined batch comes here still registered in flight, with its failed write's result.
+  const bool registered = first.has_value();
   const std::span<const Event> all{*batch};
+  const auto spool_unless_taken = [&](std::string_view why) {
+    if (!registered || s_.release_in_flight(batch)) spool_events(all, why);
+  };
   if (s_.past_deadline()) {
-    spool_events(all, "shutdown deadline passed");
+    spool_unless_taken("shutdown deadline passed");
     return;
   }
   if (failing_ && s_.clock->now() < next_probe_) {
-    spool_events(all, "sink failing");
+    spool_unless_taken("sink failing");
     return;
   }
   const auto first_attempt = s_.clock->now();
   for (unsigned attempt = 1;; ++attempt) {
     Outcome out;
-    s_.set_in_flight(batch);
-    write_isolating(all, out);
+    if (first) {  // the pipelined write was this batch's first attempt
+      take_result(all, *std::exchange(first, std::nullopt), out);
+    } else {
+      s_.add_in_flight(batch);
+      write_isolating(all, out);
+    }
     // close() gave up on this write and spooled the batch itself; nothing left to count here.
-    if (!s_.release_in_flight()) return;
+    if (!s_.release_in_flight(batch)) return;
     Counters::add(s_.counters.stored, out.stored);
     Counters::add(s_.counters.duplicates, out.duplicates);
     std::size_t unsent = 0;
@@ -267,7 +334,10 @@ void Dispatcher::write_isolating(std::span<const Event> batch, Outcome& out) {
     out.unsent.push_back(batch);
     return;
   }
-  WriteResult result = write_once(batch);
+  take_result(batch, write_once(batch), out);
+}
+
+void Dispatcher::take_result(std::span<const Event> batch, WriteResult result, Outcome& out) {
   if (result.ok()) {
     out.stored += result.stored;
     out.duplicates += result.duplicates;
@@ -345,6 +415,7 @@ void Dispatcher::drain_spool_once() {
   const auto lease = s_.options.durable ? kDurableLease : kSpoolLease;
   auto claimed = s_.spool.claim(std::max<std::size_t>(s_.options.batch_size, 1), lease);
   if (claimed.empty()) return;
+  settle_lanes();  // the sink is used synchronously below
 
   std::vector<Event> events;
   events.reserve(claimed.size());
@@ -415,7 +486,10 @@ void Dispatcher::spool_events(std::span<const Event> events, std::string_view wh
 }
 
 void Dispatcher::spool_everything_left() {
-  // The in-flight batch is settled by deliver(); here only what never reached the sink.
+  // Outstanding pipelined writes are waited for (each is bounded by the sink's deadlines; close()
+  // takes them over if it stops waiting first); deliver() spools the failed ones, as the deadline
+  // has passed. The in-flight batch is settled by deliver(); here only what never reached the sink.
+  settle_lanes();
   spool_events(pending_, "shutdown deadline passed");
   pending_.clear();
   batcher_.reset();
@@ -440,6 +514,8 @@ void Dispatcher::spool_everything_left() {
 }
 
 void Dispatcher::complete_markers() {
+  if (markers_.empty()) return;
+  settle_lanes();  // a marker completes once everything before it is settled
   for (auto& marker : markers_) marker->complete();
   markers_.clear();
 }

@@ -6,6 +6,7 @@
 
 #include "backoff.hpp"
 #include "batcher.hpp"
+#include "parallel_sink.hpp"
 #include "tracker_state.hpp"
 
 #include <chrono>
@@ -29,6 +30,14 @@ namespace trackevent::detail {
 /// kMaxRetryTime; then it goes to the spool (so memory stays bounded) and the sink counts as
 /// failing: later batches go straight to the spool until the next probe, which is the next batch
 /// written after a backoff delay (retry) or kHoldProbe (hold).
+///
+/// Pipelining: over a ParallelSink (several PostgreSQL connections), while the sink is healthy,
+/// each live batch goes whole to the next free connection and the dispatcher goes on forming the
+/// next one; it waits only when every connection is busy. Results are taken as writes finish. A
+/// failed batch stops the pipeline: once every outstanding write has returned, the failed batches
+/// go through the synchronous path above (retry, split, spool), as does everything that is not a
+/// live batch (spool drains, durable mode). Flush markers and shutdown wait for every outstanding
+/// write first.
 class Dispatcher {
  public:
   static constexpr unsigned kMaxAttempts = 3;
@@ -64,10 +73,22 @@ class Dispatcher {
   void commit_group();
   [[nodiscard]] bool backlog_settled() const;
   [[nodiscard]] Clock::duration idle_wait(bool stopping) const;
+  using Batch = std::shared_ptr<const std::vector<Event>>;
   void send_pending();
-  void deliver(const std::shared_ptr<const std::vector<Event>>& batch);
+  /// Writes `batch` (retrying, splitting, spooling as the class comment says). `first`: the
+  /// result of a pipelined write of it that failed, which counts as the first attempt; the batch
+  /// is then still registered in flight.
+  void deliver(const Batch& batch, std::optional<WriteResult> first = std::nullopt);
+  void submit(Batch batch);
+  /// Takes finished pipelined writes: every one that has finished, or with `wait`, at least one.
+  void reap(bool wait);
+  /// Waits for every outstanding pipelined write, then delivers the failed ones synchronously
+  /// (or, past the shutdown deadline, spools them).
+  void settle_lanes();
   WriteResult write_once(std::span<const Event> batch);
   void write_isolating(std::span<const Event> batch, Outcome& out);
+  /// What write_isolating does with the result of writing `batch`: count, split, or give up.
+  void take_result(std::span<const Event> batch, WriteResult result, Outcome& out);
   void dead_letter(const Event& event, const Failure& failure);
   void drain_spool_once();
   void sink_failed(const Failure& failure, std::size_t events);
@@ -81,6 +102,8 @@ class Dispatcher {
 
   std::shared_ptr<TrackerState> state_;
   TrackerState& s_;
+  ParallelSink* lanes_ = nullptr;  // the sink, when batches can be pipelined over its connections
+  std::vector<ParallelSink::Done> lane_failed_;  // pipelined writes that failed: the slow path's
   Batcher batcher_;
   Backoff retry_backoff_;
   std::vector<Event> pending_;

@@ -45,9 +45,11 @@ void merge_part_result(WriteResult& total, WriteResult&& part) noexcept {
   }
 }
 
-/// One thread serving one inner sink: takes a part, writes it, hands the result back.
+/// One thread serving one inner sink: takes a part (or, pipelined, a whole batch), writes it, and
+/// hands the result back: to wait() for a part, to the sink's Finished list for a batch.
 struct ParallelSink::Worker {
-  explicit Worker(Sink& s) : sink(s), thread([this] { run(); }) {}
+  Worker(Sink& s, std::size_t i, Finished& f)
+      : sink(s), index(i), finished(f), thread([this] { run(); }) {}
 
   ~Worker() {
     {
@@ -71,6 +73,16 @@ struct ParallelSink::Worker {
     cv.notify_all();
   }
 
+  void post_batch(Batch b) noexcept {
+    {
+      std::lock_guard lock(mutex);
+      job = *b;
+      batch = std::move(b);
+      has_job = true;
+    }
+    cv.notify_all();
+  }
+
   /// Bounded by the sink: its write returns within its connect and statement deadlines. `took`:
   /// how long the write took, from when the worker picked the part up.
   WriteResult wait(Clock::duration& took) noexcept {
@@ -85,28 +97,38 @@ struct ParallelSink::Worker {
     std::unique_lock lock(mutex);
     for (;;) {
       cv.wait(lock, [&] { return stop || has_job; });
-      if (has_job) {
-        has_job = false;
-        const std::span<const Event> part = job;
-        lock.unlock();
-        const auto started = Clock::now();
-        WriteResult r = sink.write(part);  // noexcept
-        const auto took = Clock::now() - started;
+      if (!has_job) return;  // stop, with no job pending
+      has_job = false;
+      const std::span<const Event> part = job;
+      Batch whole = std::move(batch);
+      lock.unlock();
+      const auto started = Clock::now();
+      WriteResult r = sink.write(part);  // noexcept
+      const auto took = Clock::now() - started;
+      if (whole) {
+        {
+          std::lock_guard done_lock(finished.mutex);
+          finished.list.emplace_back(index, Done{std::move(whole), std::move(r)});
+        }
+        finished.cv.notify_all();
         lock.lock();
-        result = std::move(r);
-        last_took = took;
-        done = true;
-        cv.notify_all();
         continue;
       }
-      return;  // stop, with no job pending
+      lock.lock();
+      result = std::move(r);
+      last_took = took;
+      done = true;
+      cv.notify_all();
     }
   }
 
   Sink& sink;
+  const std::size_t index;
+  Finished& finished;
   std::mutex mutex;
   std::condition_variable cv;
   std::span<const Event> job;
+  Batch batch;  // set for a pipelined job: the result goes to `finished`
   WriteResult result;
   Clock::duration last_took{};
   bool has_job = false;
@@ -124,13 +146,14 @@ ParallelSink::ParallelSink(std::vector<std::unique_ptr<Sink>> inner, std::size_t
   rate_.assign(inner_.size(), 0.0);
   sizes_.resize(inner_.size());
   took_.resize(inner_.size());
-  workers_.reserve(inner_.size() - 1);
-  for (std::size_t i = 1; i < inner_.size(); ++i) {
-    workers_.push_back(std::make_unique<Worker>(*inner_[i]));
+  lane_busy_.assign(inner_.size(), false);
+  workers_.reserve(inner_.size());
+  for (std::size_t i = 0; i < inner_.size(); ++i) {
+    workers_.push_back(std::make_unique<Worker>(*inner_[i], i, finished_));
   }
 }
 
-// Workers first (they use the inner sinks), then the sinks.
+// Workers first (they use the inner sinks and report into finished_), then the sinks.
 ParallelSink::~ParallelSink() { workers_.clear(); }
 
 std::size_t ParallelSink::parts_for(std::size_t rows) const noexcept {
@@ -187,7 +210,7 @@ WriteResult ParallelSink::write(std::span<const Event> batch) noexcept {
   cut(batch.size(), sizes);
   std::size_t offset = sizes[0];
   for (std::size_t k = 1; k < parts; ++k) {
-    workers_[k - 1]->post(batch.subspan(offset, sizes[k]));
+    workers_[k]->post(batch.subspan(offset, sizes[k]));
     offset += sizes[k];
   }
   const auto started = Clock::now();
@@ -195,7 +218,7 @@ WriteResult ParallelSink::write(std::span<const Event> batch) noexcept {
   took[0] = Clock::now() - started;
   bool all_ok = total.ok();
   for (std::size_t k = 1; k < parts; ++k) {
-    WriteResult part = workers_[k - 1]->wait(took[k]);
+    WriteResult part = workers_[k]->wait(took[k]);
     all_ok = all_ok && part.ok();
     merge_part_result(total, std::move(part));
   }
@@ -203,17 +226,39 @@ WriteResult ParallelSink::write(std::span<const Event> batch) noexcept {
   return total;
 }
 
+void ParallelSink::submit(Batch batch) noexcept {
+  const auto free = std::find(lane_busy_.begin(), lane_busy_.end(), false);
+  if (free == lane_busy_.end() || !batch) return;  // callers check has_free_lane() first
+  *free = true;
+  ++outstanding_;
+  workers_[static_cast<std::size_t>(free - lane_busy_.begin())]->post_batch(std::move(batch));
+}
+
+std::optional<ParallelSink::Done> ParallelSink::next_done(Clock::duration timeout) noexcept {
+  if (outstanding_ == 0) return std::nullopt;
+  std::unique_lock lock(finished_.mutex);
+  if (!finished_.cv.wait_for(lock, timeout, [&] { return !finished_.list.empty(); })) {
+    return std::nullopt;
+  }
+  auto [lane, done] = std::move(finished_.list.front());
+  finished_.list.pop_front();
+  lock.unlock();
+  lane_busy_[lane] = false;
+  --outstanding_;
+  return std::move(done);
+}
+
 std::string ParallelSink::describe() const {
+  if (inner_.size() == 1) return inner_[0]->describe();
   return inner_[0]->describe() + " (" + std::to_string(inner_.size()) + " connections)";
 }
 
 std::unique_ptr<Sink> make_parallel_postgres_sink(const std::string& conninfo,
                                                   const PgTimeouts& timeouts,
                                                   std::size_t connections) {
-  if (connections <= 1) return make_postgres_sink(conninfo, timeouts);
   std::vector<std::unique_ptr<Sink>> inner;
   inner.reserve(connections);
-  for (std::size_t i = 0; i < connections; ++i)
+  for (std::size_t i = 0; i < std::max<std::size_t>(connections, 1); ++i)
     inner.push_back(make_postgres_sink(conninfo, timeouts));
   return std::make_unique<ParallelSink>(std::move(inner));
 }
@@ -224,7 +269,7 @@ namespace trackevent {
 
 std::unique_ptr<Sink> make_sink(const DbTarget& target, const PgTimeouts& timeouts,
                                 std::size_t connections) {
-  if (target.kind == DbTarget::Kind::sqlite || connections <= 1) return make_sink(target, timeouts);
+  if (target.kind == DbTarget::Kind::sqlite) return make_sink(target, timeouts);
   return detail::make_parallel_postgres_sink(target.conninfo, timeouts, connections);
 }
 

@@ -1,11 +1,16 @@
 #pragma once
-// ParallelSink: one batch written over several connections at once.
+// ParallelSink: batches written over several connections at once: one batch cut into parts
+// (write), or whole batches pipelined, one per connection (submit / next_done).
 
 #include "trackevent/sink.hpp"
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -36,6 +41,12 @@ inline constexpr std::size_t kMinParallelPart = 500;
 /// Waits are bounded by the inner sinks: write() joins its workers, and each worker returns within
 /// its own sink's connect and statement deadlines. Part 0 runs on the calling thread, parts 1..N-1
 /// on one long-lived worker thread each. Used from one thread at a time, like every Sink.
+///
+/// Pipelined use (the dispatcher's fast path): submit() hands a whole batch to a free connection
+/// and returns at once; next_done() gives back each batch with its result as its write finishes.
+/// No connection waits for another, and the caller forms the next batch while they write. While
+/// any submitted batch is outstanding, write() must not be called. Each connection has its own
+/// worker thread for this (connection 0's is idle under write()).
 class ParallelSink final : public Sink {
  public:
   /// `inner` must hold at least one sink. Starts inner.size() - 1 threads; throws std::system_error
@@ -54,6 +65,24 @@ class ParallelSink final : public Sink {
   /// The sizes of those parts, in order, as the next write would cut them.
   [[nodiscard]] std::vector<std::size_t> part_sizes(std::size_t rows, std::size_t parts) const;
 
+  using Batch = std::shared_ptr<const std::vector<Event>>;
+  struct Done {
+    Batch batch;
+    WriteResult result;
+  };
+  /// How many connections this sink writes over.
+  [[nodiscard]] std::size_t connections() const noexcept { return inner_.size(); }
+  /// Submitted batches whose result next_done() has not handed back yet.
+  [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_; }
+  /// True when submit() would find a connection with nothing to write.
+  [[nodiscard]] bool has_free_lane() const noexcept { return outstanding_ < inner_.size(); }
+  /// Starts writing `batch` (whole, one transaction) on a free connection and returns. Requires
+  /// has_free_lane(). The sink keeps `batch` alive until next_done() hands it back.
+  void submit(Batch batch) noexcept;
+  /// A submitted batch whose write has finished, with its result; waits up to `timeout` for one.
+  /// Empty when none finished in time (or none is outstanding).
+  [[nodiscard]] std::optional<Done> next_done(std::chrono::steady_clock::duration timeout) noexcept;
+
  private:
   using Clock = std::chrono::steady_clock;
   /// Weight of the newest measurement in a connection's smoothed rate.
@@ -62,8 +91,17 @@ class ParallelSink final : public Sink {
   /// Fills `sizes` (one entry per part) with the cut of `rows` that part_sizes() describes.
   void cut(std::size_t rows, std::span<std::size_t> sizes) const noexcept;
   void learn(std::span<const std::size_t> sizes, std::span<const Clock::duration> took) noexcept;
+  /// Finished pipelined writes, filled by the workers, emptied by next_done().
+  struct Finished {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<std::pair<std::size_t, Done>> list;  // (connection, batch and result)
+  };
   std::vector<std::unique_ptr<Sink>> inner_;
-  std::vector<std::unique_ptr<Worker>> workers_;  // workers_[i] serves inner_[i + 1]
+  Finished finished_;                             // before workers_: they report into it
+  std::vector<std::unique_ptr<Worker>> workers_;  // workers_[i] serves inner_[i]
+  std::vector<bool> lane_busy_;                   // a submitted batch is on connection i
+  std::size_t outstanding_ = 0;
   std::size_t min_part_;
   std::vector<double> rate_;        // rows per second of each inner sink, smoothed; 0: not measured
   std::vector<std::size_t> sizes_;  // the current batch's cut, reused: no allocation per
@@ -73,7 +111,9 @@ class ParallelSink final : public Sink {
 /// Folds the result of one part into the batch's result as ParallelSink::write documents.
 void merge_part_result(WriteResult& total, WriteResult&& part) noexcept;
 
-/// `connections` PostgreSQL sinks on `conninfo` behind a ParallelSink (a plain PgSink when 1).
+/// `connections` PostgreSQL sinks on `conninfo` behind a ParallelSink (also for one connection: a
+/// Tracker pipelines its batches over a ParallelSink, so its writes never wait for it to form the
+/// next batch).
 [[nodiscard]] std::unique_ptr<Sink> make_parallel_postgres_sink(const std::string& conninfo,
                                                                 const PgTimeouts& timeouts,
                                                                 std::size_t connections);

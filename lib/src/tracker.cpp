@@ -114,11 +114,12 @@ std::shared_ptr<Sink> open_sink(const TrackerOptions& options) {
   return nullptr;
 }
 
-// Used by close() once it gave up waiting on a hung sink: spools the batch being written and
+// Used by close() once it gave up waiting on a hung sink: spools the batches being written and
 // everything still queued, from the closing thread, counting exactly what could not be spooled.
 void spool_leftovers(TrackerState& s) {
   std::vector<Event> events;
-  if (auto in_flight = s.take_in_flight()) events = *in_flight;
+  for (const auto& batch : s.take_in_flight())
+    events.insert(events.end(), batch->begin(), batch->end());
   std::vector<QueueItem> items;
   while (s.queue.pop(items, s.queue.capacity(), std::chrono::nanoseconds::zero()) > 0) {
   }

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -175,21 +176,26 @@ struct TrackerState {
     stop_cv.wait_for(lock, d, [&] { return stopping != was_stopping; });
   }
 
-  /// The batch the dispatcher is writing right now, so a destructor that gives up on a hung sink
-  /// can still spool it (delivery is idempotent on event_id, so a late success is harmless).
-  void set_in_flight(std::shared_ptr<const std::vector<Event>> batch) {
+  /// The batches the dispatcher is writing right now (more than one when it pipelines them over
+  /// several connections), so a destructor that gives up on a hung sink can still spool them
+  /// (delivery is idempotent on event_id, so a late success is harmless).
+  void add_in_flight(std::shared_ptr<const std::vector<Event>> batch) {
     std::lock_guard lock(stop_mutex);
-    in_flight = std::move(batch);
+    in_flight.push_back(std::move(batch));
   }
-  /// Called by the dispatcher when its write returns. False when close() took the batch meanwhile
-  /// (and already counted it as spooled or dropped): the dispatcher must not count it again.
-  bool release_in_flight() {
+  /// Called by the dispatcher when a write of `batch` returns. False when close() took the batch
+  /// meanwhile (and already counted it as spooled or dropped): the dispatcher must not count it
+  /// again.
+  bool release_in_flight(const std::shared_ptr<const std::vector<Event>>& batch) {
     std::lock_guard lock(stop_mutex);
-    return std::exchange(in_flight, nullptr) != nullptr;
+    const auto it = std::find(in_flight.begin(), in_flight.end(), batch);
+    if (it == in_flight.end()) return false;
+    in_flight.erase(it);
+    return true;
   }
-  std::shared_ptr<const std::vector<Event>> take_in_flight() {
+  std::vector<std::shared_ptr<const std::vector<Event>>> take_in_flight() {
     std::lock_guard lock(stop_mutex);
-    return std::exchange(in_flight, nullptr);
+    return std::exchange(in_flight, {});
   }
 
   /// Set by the dispatcher as its last act; the destructor waits on it with a deadline.
@@ -211,7 +217,7 @@ struct TrackerState {
   bool stopping = false;
   bool finished = false;
   Clock::time_point shutdown_deadline{};
-  std::shared_ptr<const std::vector<Event>> in_flight;
+  std::vector<std::shared_ptr<const std::vector<Event>>> in_flight;
 };
 
 }  // namespace trackevent::detail

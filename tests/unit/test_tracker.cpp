@@ -1,6 +1,7 @@
 #include "trackevent/log.hpp"
 #include "trackevent/tracker.hpp"
 
+#include "parallel_sink.hpp"
 #include "spool.hpp"
 #include "support/fake_clock.hpp"
 #include "support/fake_sink.hpp"
@@ -19,6 +20,7 @@
 #include <fstream>
 #include <memory>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -72,6 +74,13 @@ class TrackerTest : public ::testing::Test {
   TrackerOptions options() {
     TrackerOptions o;
     o.sink = sink_;
+    if (lanes_ > 0) {
+      // What make_sink builds for PostgreSQL: a ParallelSink, over which the dispatcher pipelines
+      // whole batches, one per connection. Every "connection" here writes to sink_.
+      std::vector<std::unique_ptr<Sink>> inner;
+      for (std::size_t i = 0; i < lanes_; ++i) inner.push_back(std::make_unique<Forward>(sink_));
+      o.sink = std::make_shared<detail::ParallelSink>(std::move(inner));
+    }
     o.spool_dir = dir_;
     o.flush_interval = 1h;  // tests send by size or by flush(), never by waiting
     o.shutdown_timeout = 5s;
@@ -81,11 +90,41 @@ class TrackerTest : public ::testing::Test {
 
   std::int64_t spool_count() { return detail::Spool::open(dir_)->count(); }
 
+  /// A connection of a ParallelSink that writes to the test's FakeSink (which is thread-safe).
+  class Forward final : public Sink {
+   public:
+    explicit Forward(std::shared_ptr<FakeSink> to) : to_(std::move(to)) {}
+    WriteResult write(std::span<const Event> batch) noexcept override { return to_->write(batch); }
+    [[nodiscard]] std::string describe() const override { return to_->describe(); }
+
+   private:
+    std::shared_ptr<FakeSink> to_;
+  };
+
   std::shared_ptr<FakeSink> sink_ = std::make_shared<FakeSink>();
   std::filesystem::path dir_;
+  std::size_t lanes_ = 0;  // > 0: options() puts the FakeSink behind a ParallelSink of this many
 };
 
-TEST_F(TrackerTest, DeliversTrackedEvents) {
+/// The delivery tests, run three ways: on the sink directly (the synchronous path), and pipelined
+/// over a ParallelSink of one and of two connections.
+class TrackerSinkTest : public TrackerTest, public ::testing::WithParamInterface<std::size_t> {
+ protected:
+  void SetUp() override {
+    lanes_ = GetParam();
+    TrackerTest::SetUp();
+  }
+};
+
+std::string direct_or_lanes(const ::testing::TestParamInfo<std::size_t>& param_info) {
+  return param_info.param == 0 ? std::string("Direct")
+                               : "Pipelined" + std::to_string(param_info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(DirectAndPipelined, TrackerSinkTest, ::testing::Values(0U, 1U, 2U),
+                         direct_or_lanes);
+
+TEST_P(TrackerSinkTest, DeliversTrackedEvents) {
   Tracker tracker(options());
   for (int i = 0; i < 100; ++i) tracker.track(7, 9, "user.signed_in", {{"n", i}});
   tracker.track(7, std::nullopt, "backup.completed");
@@ -108,7 +147,7 @@ TEST_F(TrackerTest, DeliversTrackedEvents) {
   EXPECT_EQ(ids.size(), 101u);
 }
 
-TEST_F(TrackerTest, SendsFullBatchesWithoutWaitingForTheInterval) {
+TEST_P(TrackerSinkTest, SendsFullBatchesWithoutWaitingForTheInterval) {
   auto o = options();
   o.batch_size = 10;
   Tracker tracker(o);
@@ -118,7 +157,24 @@ TEST_F(TrackerTest, SendsFullBatchesWithoutWaitingForTheInterval) {
   EXPECT_EQ(sink_->batch_sizes(), (std::vector<std::size_t>{10, 10, 5}));
 }
 
-TEST_F(TrackerTest, SendsAPartialBatchOnceTheIntervalPasses) {
+TEST_F(TrackerTest, PipelinedBatchesAreWrittenOnEveryConnectionAtOnce) {
+  lanes_ = 2;
+  sink_->close_gate();
+  auto o = options();
+  o.batch_size = 10;
+  Tracker tracker(o);
+  for (std::uint32_t i = 0; i < 30; ++i) tracker.track(make_event(i));
+  // Two whole batches in writing at once, neither finished: no connection waits for the other.
+  ASSERT_TRUE(sink_->wait_entered(2));
+  EXPECT_EQ(sink_->writes(), 0u);
+  EXPECT_EQ(tracker.stats().stored, 0u);
+  sink_->open_gate();
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  EXPECT_EQ(tracker.stats().stored, 30u);
+  EXPECT_EQ(sink_->batch_sizes(), (std::vector<std::size_t>{10, 10, 10}));
+}
+
+TEST_P(TrackerSinkTest, SendsAPartialBatchOnceTheIntervalPasses) {
   auto o = options();
   o.flush_interval = 1ms;
   Tracker tracker(o);
@@ -127,7 +183,7 @@ TEST_F(TrackerTest, SendsAPartialBatchOnceTheIntervalPasses) {
   EXPECT_TRUE(eventually([&] { return tracker.stats().stored == 1; }));
 }
 
-TEST_F(TrackerTest, FlushIsBoundedWhileTheSinkIsBlocked) {
+TEST_P(TrackerSinkTest, FlushIsBoundedWhileTheSinkIsBlocked) {
   sink_->close_gate();
   Tracker tracker(options());
   tracker.track(make_event(1));
@@ -205,7 +261,7 @@ TEST_F(TrackerTest, SpoolPolicySpoolsWhatDidNotFit) {
   EXPECT_EQ(tracker.stats().stored, 3u);
 }
 
-TEST_F(TrackerTest, BadRowsAreIsolatedAndDeadLettered) {
+TEST_P(TrackerSinkTest, BadRowsAreIsolatedAndDeadLettered) {
   auto o = options();
   o.batch_size = 20;
   Tracker tracker(o);
@@ -236,7 +292,7 @@ TEST_F(TrackerTest, BadRowsAreIsolatedAndDeadLettered) {
                                              make_event(17).event_id.to_string()}));
 }
 
-TEST_F(TrackerTest, TransientFailuresAreRetriedAndCounted) {
+TEST_P(TrackerSinkTest, TransientFailuresAreRetriedAndCounted) {
   sink_->fail_next(2, Failure{Disposition::retry, "08006", "connection lost"});
   Tracker tracker(options());
   for (std::uint32_t i = 0; i < 5; ++i) tracker.track(make_event(i));
@@ -248,7 +304,7 @@ TEST_F(TrackerTest, TransientFailuresAreRetriedAndCounted) {
   EXPECT_EQ(sink_->writes(), 3u);
 }
 
-TEST_F(TrackerTest, PersistentFailureSpoolsTheBatchAndLaterDrainsIt) {
+TEST_P(TrackerSinkTest, PersistentFailureSpoolsTheBatchAndLaterDrainsIt) {
   sink_->fail_next(3, Failure{Disposition::retry, "08006", "connection lost"});
   auto clock = std::make_shared<test::FakeClock>();
   auto o = options();
@@ -276,7 +332,7 @@ TEST_F(TrackerTest, PersistentFailureSpoolsTheBatchAndLaterDrainsIt) {
   EXPECT_EQ(spool_count(), 0);
 }
 
-TEST_F(TrackerTest, HoldSpoolsAtOnce) {
+TEST_P(TrackerSinkTest, HoldSpoolsAtOnce) {
   sink_->fail_next(1, Failure{Disposition::hold, "42501", "permission denied"});
   std::atomic<int> errors{0};
   auto o = options();
@@ -402,7 +458,7 @@ TEST_F(TrackerTest, MovedMetadataIsSerialisedBeforeAnOverflowSpoolsOrDropsIt) {
   EXPECT_EQ(stored[2].metadata, R"({"n":2})");
 }
 
-TEST_F(TrackerTest, DestructorIsBoundedWithAHungSinkAndSpoolsTheRest) {
+TEST_P(TrackerSinkTest, DestructorIsBoundedWithAHungSinkAndSpoolsTheRest) {
   sink_->close_gate();
   auto o = options();
   o.shutdown_timeout = 200ms;
@@ -420,7 +476,7 @@ TEST_F(TrackerTest, DestructorIsBoundedWithAHungSinkAndSpoolsTheRest) {
   ASSERT_TRUE(sink_->wait_completed(1));
 }
 
-TEST_F(TrackerTest, CloseReturnsFinalCountersWithAHungSink) {
+TEST_P(TrackerSinkTest, CloseReturnsFinalCountersWithAHungSink) {
   sink_->close_gate();
   auto o = options();
   o.batch_size = 3;
@@ -443,7 +499,7 @@ TEST_F(TrackerTest, CloseReturnsFinalCountersWithAHungSink) {
   tracker.reset();
 }
 
-TEST_F(TrackerTest, CloseCountsWhatCouldNotBeSpooledAsDropped) {
+TEST_P(TrackerSinkTest, CloseCountsWhatCouldNotBeSpooledAsDropped) {
   sink_->close_gate();
   auto o = options();
   o.batch_size = 1;
@@ -559,7 +615,7 @@ TEST_F(TrackerTest, ForkedChildRestartsWithItsOwnConnectionAndNoDeadlock) {
   EXPECT_EQ(sink->stored(), stats.stored);  // the child's writes went to its own copy
 }
 
-TEST_F(TrackerTest, DestructorDeliversWhatIsQueued) {
+TEST_P(TrackerSinkTest, DestructorDeliversWhatIsQueued) {
   {
     Tracker tracker(options());
     for (std::uint32_t i = 0; i < 50; ++i) tracker.track(make_event(i));
@@ -567,7 +623,7 @@ TEST_F(TrackerTest, DestructorDeliversWhatIsQueued) {
   EXPECT_EQ(sink_->stored_count(), 50u);
 }
 
-TEST_F(TrackerTest, DestructorWithZeroTimeoutSpoolsAtOnce) {
+TEST_P(TrackerSinkTest, DestructorWithZeroTimeoutSpoolsAtOnce) {
   sink_->close_gate();
   auto o = options();
   o.shutdown_timeout = 0ms;
@@ -583,7 +639,7 @@ TEST_F(TrackerTest, DestructorWithZeroTimeoutSpoolsAtOnce) {
   ASSERT_TRUE(sink_->wait_completed(1));
 }
 
-TEST_F(TrackerTest, ThrowingErrorCallbackDoesNotKillTheWorker) {
+TEST_P(TrackerSinkTest, ThrowingErrorCallbackDoesNotKillTheWorker) {
   auto o = options();
   o.batch_size = 1;
   std::atomic<int> calls{0};
@@ -613,7 +669,7 @@ TEST_F(TrackerTest, NoSinkHoldsEverythingInTheSpool) {
   EXPECT_EQ(spool_count(), 1);
 }
 
-TEST_F(TrackerTest, FourProducersAllAccountedFor) {
+TEST_P(TrackerSinkTest, FourProducersAllAccountedFor) {
   auto o = options();
   o.queue_capacity = 1024;
   o.batch_size = 500;

@@ -94,9 +94,11 @@ struct PgTimeouts {
 /// path, or for PostgreSQL when libpq (loaded on first use) cannot be loaded.
 [[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target,
                                               const PgTimeouts& timeouts = {});
-/// As above, with `connections` parallel PostgreSQL connections when it is above 1: each batch of
-/// at least 1000 rows is cut into contiguous parts written concurrently, one transaction per part
-/// (see lib/src/parallel_sink.hpp). Ignored for SQLite (one connection). Connects lazily too.
+/// As above, over `connections` PostgreSQL connections (at least 1). Used as a plain Sink, each
+/// batch of at least 1000 rows is cut into contiguous parts written concurrently, one transaction
+/// per part; a Tracker instead writes each batch whole on the next free connection without
+/// waiting for the others (see lib/src/parallel_sink.hpp). Each connection has a worker thread.
+/// Ignored for SQLite (one connection). Connects lazily too.
 [[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target, const PgTimeouts& timeouts,
                                               std::size_t connections);
 [[nodiscard]] std::unique_ptr<Sink> make_postgres_sink(std::string conninfo,
