@@ -55,8 +55,10 @@ struct TrackerOptions {
   /// How long the destructor keeps delivering before it spools what is left.
   std::chrono::milliseconds shutdown_timeout{5000};
 
-  /// Parallel connections (PostgreSQL only). More connections use more server backends; two
-  /// roughly double bulk throughput on a 2-core server.
+  /// Parallel connections (PostgreSQL only), each with its own writer thread. The dispatcher hands
+  /// each batch whole to the next free connection (one transaction per batch) and forms the next
+  /// batch meanwhile, so up to connections + 1 batches are held besides the queue. More
+  /// connections use more server backends.
   std::size_t connections = 1;
 
   /// Directory of the spool and dead-letter files. Empty: $TRACKEVENT_SPOOL_DIR, else
