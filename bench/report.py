@@ -76,12 +76,14 @@ def verdict(ok):
 def summarise_methods(rows):
     """method -> dict(events, seconds (median of ok runs), rss_kb (max), runs, failures)."""
     out = {}
-    for method, n, _run, secs, rss, status, *rest in rows:
+    for method, n, run, secs, rss, status, *rest in rows:
         m = out.setdefault(
-            method, {"events": int(n), "secs": [], "rss": [], "cpu": [], "server": [], "fail": []}
+            method,
+            {"events": int(n), "secs": [], "by_run": {}, "rss": [], "cpu": [], "server": [], "fail": []},
         )
         if status == "ok":
             m["secs"].append(float(secs))
+            m["by_run"][run] = float(secs)
             m["rss"].append(int(rss or 0))
             if len(rest) > 0 and rest[0]:
                 m["cpu"].append(float(rest[0]))
@@ -149,11 +151,13 @@ def report(work):
     w("TRUNCATE + CHECKPOINT + `sync` before every run; `count(*)` checked after every run. Peak RSS is")
     w("the largest of the runs, of the trackevent or psql process (for the jq pipeline: psql);")
     w("client CPU is that process's user + system time; server CPU is what every PostgreSQL")
-    w("process used during the run (backends, WAL writer, checkpointer), from /proc. CPU figures")
-    w("do not depend on how busy the rest of the machine was; wall time does.")
+    w("process used during the run (backends, WAL writer, checkpointer), from /proc. On a shared")
+    w("VM, CPU time moves with the host's load too (the same load can cost 40% more in one run")
+    w("than in the next). Runs go in rounds, one run of every method per round; `per round` is")
+    w("each round's own ratio to that round's psql \\copy, which shows how far the machine moved.")
     w("")
-    w("| method | events | seconds (median) | events/s | vs psql \\copy | peak RSS MiB | client CPU s | server CPU s | client + server CPU µs/event |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    w("| method | events | seconds (median) | events/s | vs psql \\copy | per round | peak RSS MiB | client CPU s | server CPU s | client + server CPU µs/event |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     anchor = methods.get("psql_copy")
     anchor_eps = None
     if anchor and anchor["secs"] and not anchor["fail"]:
@@ -165,13 +169,20 @@ def report(work):
             continue
         if m["fail"] or not m["secs"]:
             reason = m["fail"][0] if m["fail"] else "no run"
-            w(f"| {label} | {fmt_int(m['events'])} | FAILED | — | — | — | — | — | — |")
+            w(f"| {label} | {fmt_int(m['events'])} | FAILED | — | — | — | — | — | — | — |")
             notes.append(f"{key}: {len(m['fail'])} failed run(s): {reason}")
             continue
         secs = statistics.median(m["secs"])
         eps = m["events"] / secs
         eps_of[key] = eps
         ratio = f"{eps / anchor_eps:.2f}×" if anchor_eps else "—"
+        per_round = "—"
+        if anchor_eps and m["events"] == anchor["events"]:
+            rounds = [
+                anchor["by_run"][r] / m["by_run"][r] for r in sorted(m["by_run"], key=int)
+                if r in anchor["by_run"]
+            ]
+            per_round = " / ".join(f"{x:.2f}" for x in rounds) or "—"
         cpu = f"{statistics.median(m['cpu']):.2f}" if m["cpu"] else "—"
         server = f"{statistics.median(m['server']):.2f}" if m["server"] else "—"
         per_event = "—"
@@ -180,7 +191,7 @@ def report(work):
             per_event = f"{total / m['events'] * 1e6:.1f}"
         w(
             f"| {label} | {fmt_int(m['events'])} | {secs:.2f} | {fmt_int(eps)} | {ratio} |"
-            f" {mib(max(m['rss'])):.1f} | {cpu} | {server} | {per_event} |"
+            f" {per_round} | {mib(max(m['rss'])):.1f} | {cpu} | {server} | {per_event} |"
         )
     w("")
     if "psql_insert" in eps_of:

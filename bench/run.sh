@@ -19,7 +19,7 @@ BUILD_DIR=${BUILD_DIR:-$root/build-bench}
 JOBS=${JOBS:-2}
 
 events=1000000
-runs=3
+runs=5
 rss_10m=0
 insert_sample=20000
 send_runs=20
@@ -260,7 +260,7 @@ fi
 methods+=(psql_copy jq_psql_copy psql_insert)
 
 # Round-robin (run 1 of every method, then run 2, ...), so that a change in the machine's load
-# during the measurement hits every method alike instead of one method's three runs.
+# during the measurement hits every method alike instead of one method's runs.
 for run in $(seq 1 "$runs"); do
   for method in "${methods[@]}"; do
     n=$events
