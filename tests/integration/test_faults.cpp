@@ -110,6 +110,8 @@ struct Fault {
   std::function<void()> inject;
   std::function<void()> heal;
   std::chrono::milliseconds hold{0};
+  /// The Tracker's PostgreSQL connections: above 1, batches are pipelined over several at once.
+  std::size_t connections = 1;
 };
 
 /// Every log line of the process while a Tracker runs. Never destroyed: a dispatcher thread left
@@ -189,6 +191,7 @@ FeedResult feed_through_fault(const std::string& url, const fs::path& spool_dir,
   options.pg_timeouts = short_timeouts();
   options.flush_interval = 50ms;
   options.batch_size = 200;
+  options.connections = fault.connections;
   options.shutdown_timeout = kShutdownTimeout;
   options.spool_dir = spool_dir;
   options.on_error = [errors = result.errors](const trackevent::ErrorInfo& e) { errors->add(e); };
@@ -358,55 +361,65 @@ TEST_F(ServerFaults, StopThenStart) {
   run_fault({[&] { server_->stop(); }, [&] { server_->start(); }}, server_->url());
 }
 
-TEST_F(ServerFaults, Restart) {
-  run_fault({[&] { server_->restart(); }, nullptr}, server_->url());
-}
-
 TEST_F(ServerFaults, KillNineThenStart) {
   run_fault({[&] { server_->kill9(); }, [&] { server_->start(); }}, server_->url());
 }
 
-TEST_F(ServerFaults, FrozenServerThenThaw) {
+class ServerFaultsOverConnections : public ServerFaults,
+                                    public ::testing::WithParamInterface<std::size_t> {};
+
+TEST_P(ServerFaultsOverConnections, TerminateBackendsInALoop) {
+  // The sink connects with fallback_application_name=trackevent (pg_sink.cpp); our own
+  // connections say fault_admin, so the loop only ever hits the Tracker's backends.
+  std::atomic<bool> stop{false};
+  std::atomic<long long> terminated{0};
+  std::thread killer;
+  Fault fault{[&] {
+                killer = std::thread([&] {
+                  guarded("terminate loop", [&] {
+                    pqxx::connection c{server_->admin_url()};
+                    pqxx::nontransaction tx{c};
+                    while (!stop.load()) {
+                      terminated += tx.exec1(
+                                          "SELECT count(*) FILTER (WHERE "
+                                          "pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                          "WHERE application_name = 'trackevent'")[0]
+                                        .as<long long>();
+                      std::this_thread::sleep_for(2ms);
+                    }
+                  });
+                });
+              },
+              [&] {
+                stop = true;
+                killer.join();
+              }};
+  fault.connections = GetParam();
+  run_fault(fault, server_->url());
+  std::cout << "[fault] backends terminated: " << terminated.load() << std::endl;
+  EXPECT_GT(terminated.load(), 0) << "the fault never hit a trackevent backend";
+}
+
+TEST_P(ServerFaultsOverConnections, Restart) {
+  Fault fault{[&] { server_->restart(); }, nullptr};
+  fault.connections = GetParam();
+  run_fault(fault, server_->url());
+}
+
+TEST_P(ServerFaultsOverConnections, FrozenServerThenThaw) {
   // Frozen for 5 s: longer than the statement budget, and still frozen when the feed ends, so
   // both the write deadlines and the destructor's deadline must fire.
-  const FeedResult feed =
-      run_fault({[&] { server_->freeze(); }, [&] { server_->thaw(); }, 5000ms}, server_->url());
+  Fault fault{[&] { server_->freeze(); }, [&] { server_->thaw(); }, 5000ms};
+  fault.connections = GetParam();
+  const FeedResult feed = run_fault(fault, server_->url());
   EXPECT_GT(feed.lines_with_msg("batch write failed; retrying") +
                 feed.lines_with_msg("failed to record analytics events; spooling them"),
             0U)
       << "the freeze never made a write fail: the test did not test the deadlines";
 }
 
-TEST_F(ServerFaults, TerminateBackendsInALoop) {
-  // The sink connects with fallback_application_name=trackevent (pg_sink.cpp); our own
-  // connections say fault_admin, so the loop only ever hits the Tracker's backends.
-  std::atomic<bool> stop{false};
-  std::atomic<long long> terminated{0};
-  std::thread killer;
-  const Fault fault{[&] {
-                      killer = std::thread([&] {
-                        guarded("terminate loop", [&] {
-                          pqxx::connection c{server_->admin_url()};
-                          pqxx::nontransaction tx{c};
-                          while (!stop.load()) {
-                            terminated += tx.exec1(
-                                                "SELECT count(*) FILTER (WHERE "
-                                                "pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                                "WHERE application_name = 'trackevent'")[0]
-                                              .as<long long>();
-                            std::this_thread::sleep_for(2ms);
-                          }
-                        });
-                      });
-                    },
-                    [&] {
-                      stop = true;
-                      killer.join();
-                    }};
-  run_fault(fault, server_->url());
-  std::cout << "[fault] backends terminated: " << terminated.load() << std::endl;
-  EXPECT_GT(terminated.load(), 0) << "the fault never hit a trackevent backend";
-}
+// One connection, and three: writes pipelined over several connections meet the same faults.
+INSTANTIATE_TEST_SUITE_P(Connections, ServerFaultsOverConnections, ::testing::Values(1U, 3U));
 
 TEST_F(ServerFaults, RevokeInsertThenGrant) {
   // A non-superuser, so privileges apply. PUBLIC keeps CONNECT, USAGE on public and TEMP, which
