@@ -1,5 +1,7 @@
 #include "parallel_sink.hpp"
 
+#include "trackevent/log.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -143,12 +145,18 @@ ParallelSink::ParallelSink(std::vector<std::unique_ptr<Sink>> inner, std::size_t
       std::any_of(inner_.begin(), inner_.end(), [](const auto& s) { return !s; })) {
     throw std::invalid_argument("ParallelSink needs at least one sink, none null");
   }
-  rate_.assign(inner_.size(), 0.0);
-  sizes_.resize(inner_.size());
-  took_.resize(inner_.size());
-  lane_busy_.assign(inner_.size(), false);
-  workers_.reserve(inner_.size());
-  for (std::size_t i = 0; i < inner_.size(); ++i) {
+  const std::size_t n = inner_.size();
+  rate_.assign(n, 0.0);
+  part_lanes_.reserve(n);
+  sizes_.resize(n);
+  took_.resize(n);
+  results_.resize(n);
+  lane_busy_.assign(n, false);
+  lane_ok_.assign(n, false);
+  aside_until_.assign(n, Clock::time_point{});
+  aside_for_.assign(n, Clock::duration::zero());
+  workers_.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(*inner_[i], i, finished_));
   }
 }
@@ -156,29 +164,103 @@ ParallelSink::ParallelSink(std::vector<std::unique_ptr<Sink>> inner, std::size_t
 // Workers first (they use the inner sinks and report into finished_), then the sinks.
 ParallelSink::~ParallelSink() { workers_.clear(); }
 
+bool ParallelSink::set_aside_now(std::size_t lane, Clock::time_point now) const noexcept {
+  return now < aside_until_[lane];
+}
+
+std::size_t ParallelSink::set_aside_connections() const noexcept {
+  const auto now = Clock::now();
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < inner_.size(); ++i) n += set_aside_now(i, now) ? 1 : 0;
+  return n;
+}
+
+void ParallelSink::usable_lanes(std::vector<std::size_t>& out) const {
+  out.clear();
+  const auto now = Clock::now();
+  for (std::size_t i = 0; i < inner_.size(); ++i) {
+    if (!set_aside_now(i, now)) out.push_back(i);
+  }
+  if (out.empty()) out.push_back(0);  // not reached: one connection always stays in use
+}
+
+std::optional<std::size_t> ParallelSink::working_lane(std::size_t lane) const noexcept {
+  const auto now = Clock::now();
+  for (std::size_t i = 0; i < inner_.size(); ++i) {
+    if (i != lane && lane_ok_[i] && !set_aside_now(i, now)) return i;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::size_t> ParallelSink::free_lane(bool fresh) const noexcept {
+  const auto now = Clock::now();
+  const bool any_ok = std::find(lane_ok_.begin(), lane_ok_.end(), true) != lane_ok_.end();
+  for (std::size_t i = 0; i < inner_.size(); ++i) {
+    if (set_aside_now(i, now)) continue;
+    if (!lane_busy_[i]) return i;
+    if (fresh && !any_ok) return std::nullopt;  // the first usable connection is busy
+  }
+  return std::nullopt;
+}
+
+bool ParallelSink::has_free_lane() const noexcept {
+  return bounced_.empty() && free_lane(/*fresh=*/true).has_value();
+}
+
+void ParallelSink::record(std::size_t lane, const WriteResult& r) noexcept {
+  lane_ok_[lane] = r.ok();
+  if (r.ok()) aside_for_[lane] = Clock::duration::zero();
+}
+
+bool ParallelSink::set_aside(std::size_t lane, const WriteResult& r) noexcept {
+  if (r.ok() || !r.failure->at_connect || !working_lane(lane)) return false;
+  aside_for_[lane] = aside_for_[lane] == Clock::duration::zero()
+                         ? kSetAsideFirst
+                         : std::min<Clock::duration>(aside_for_[lane] * 2, kSetAsideMax);
+  aside_until_[lane] = Clock::now() + aside_for_[lane];
+  log::write_limited(
+      log::Level::warn, "sink.connection_set_aside",
+      "could not open a database connection while another works; writing on the others",
+      {{"connection", lane + 1},
+       {"connections", inner_.size()},
+       {"retry_in_s", std::chrono::duration_cast<std::chrono::seconds>(aside_for_[lane]).count()},
+       {"sqlstate", r.failure->sqlstate},
+       {"err", r.failure->message}});
+  return true;
+}
+
 std::size_t ParallelSink::parts_for(std::size_t rows) const noexcept {
-  return std::clamp<std::size_t>(rows / min_part_, 1, inner_.size());
+  const auto now = Clock::now();
+  std::size_t usable = 0;
+  for (std::size_t i = 0; i < inner_.size(); ++i) usable += set_aside_now(i, now) ? 0 : 1;
+  return std::clamp<std::size_t>(rows / min_part_, 1, std::max<std::size_t>(usable, 1));
 }
 
 std::vector<std::size_t> ParallelSink::part_sizes(std::size_t rows, std::size_t parts) const {
-  std::vector<std::size_t> sizes(parts);
-  cut(rows, sizes);
+  std::vector<std::size_t> lanes;
+  usable_lanes(lanes);
+  lanes.resize(std::min(parts, lanes.size()));
+  std::vector<std::size_t> sizes(lanes.size());
+  cut(rows, lanes, sizes);
   return sizes;
 }
 
-void ParallelSink::cut(std::size_t rows, std::span<std::size_t> sizes) const noexcept {
+void ParallelSink::cut(std::size_t rows, std::span<const std::size_t> lanes,
+                       std::span<std::size_t> sizes) const noexcept {
   const std::size_t parts = sizes.size();
-  const auto rates = std::span<const double>(rate_).first(parts);
-  if (std::any_of(rates.begin(), rates.end(), [](double r) { return r <= 0; })) {
+  const auto rate = [&](std::size_t k) { return rate_[lanes[k]]; };
+  bool measured = true;
+  for (std::size_t k = 0; k < parts; ++k) measured = measured && rate(k) > 0;
+  if (!measured) {
     for (std::size_t k = 0; k < parts; ++k) sizes[k] = rows / parts + (k < rows % parts ? 1 : 0);
     return;
   }
   // In proportion to each connection's measured rows per second, none below half or above twice
   // the mean, so one slow batch cannot starve a connection of work (and of new measurements).
   double mean = 0;
-  for (const double r : rates) mean += r;
+  for (std::size_t k = 0; k < parts; ++k) mean += rate(k);
   mean /= static_cast<double>(parts);
-  const auto weight = [&](std::size_t k) { return std::clamp(rates[k], mean / 2, mean * 2); };
+  const auto weight = [&](std::size_t k) { return std::clamp(rate(k), mean / 2, mean * 2); };
   double sum = 0;
   for (std::size_t k = 0; k < parts; ++k) sum += weight(k);
   // Rounded down; the last part takes what rounding left over.
@@ -190,62 +272,99 @@ void ParallelSink::cut(std::size_t rows, std::span<std::size_t> sizes) const noe
   sizes[parts - 1] = rows - given;
 }
 
-void ParallelSink::learn(std::span<const std::size_t> sizes,
+void ParallelSink::learn(std::span<const std::size_t> lanes, std::span<const std::size_t> sizes,
                          std::span<const Clock::duration> took) noexcept {
   for (std::size_t k = 0; k < sizes.size(); ++k) {
     const double secs = std::chrono::duration<double>(took[k]).count();
     if (secs <= 0) continue;
     const double rate = static_cast<double>(sizes[k]) / secs;
-    rate_[k] = rate_[k] > 0 ? (1 - kRateSmoothing) * rate_[k] + kRateSmoothing * rate : rate;
+    double& r = rate_[lanes[k]];
+    r = r > 0 ? (1 - kRateSmoothing) * r + kRateSmoothing * rate : rate;
   }
 }
 
 WriteResult ParallelSink::write(std::span<const Event> batch) noexcept {
+  usable_lanes(part_lanes_);
   const std::size_t parts = parts_for(batch.size());
-  if (parts == 1) return inner_[0]->write(batch);
-
-  // Contiguous parts, sized by how fast each connection has been; part 0 on this thread.
+  const std::span<const std::size_t> lanes = std::span(part_lanes_).first(parts);
   const std::span<std::size_t> sizes = std::span(sizes_).first(parts);
   const std::span<Clock::duration> took = std::span(took_).first(parts);
-  cut(batch.size(), sizes);
+  const std::span<WriteResult> results = std::span(results_).first(parts);
+
+  // Contiguous parts, sized by how fast each connection has been; part 0 on this thread.
+  if (parts == 1) {
+    sizes[0] = batch.size();
+  } else {
+    cut(batch.size(), lanes, sizes);
+  }
   std::size_t offset = sizes[0];
   for (std::size_t k = 1; k < parts; ++k) {
-    workers_[k]->post(batch.subspan(offset, sizes[k]));
+    workers_[lanes[k]]->post(batch.subspan(offset, sizes[k]));
     offset += sizes[k];
   }
   const auto started = Clock::now();
-  WriteResult total = inner_[0]->write(batch.first(sizes[0]));
+  results[0] = inner_[lanes[0]]->write(batch.first(sizes[0]));
   took[0] = Clock::now() - started;
-  bool all_ok = total.ok();
-  for (std::size_t k = 1; k < parts; ++k) {
-    WriteResult part = workers_[k]->wait(took[k]);
-    all_ok = all_ok && part.ok();
-    merge_part_result(total, std::move(part));
+  for (std::size_t k = 1; k < parts; ++k) results[k] = workers_[lanes[k]]->wait(took[k]);
+
+  const bool all_ok =
+      std::all_of(results.begin(), results.end(), [](const WriteResult& r) { return r.ok(); });
+  if (parts > 1 && all_ok) learn(lanes, sizes, took);  // a failed part says nothing of speed
+  for (std::size_t k = 0; k < parts; ++k) record(lanes[k], results[k]);
+  // A part whose connection could not be opened while another works: again on a working one.
+  offset = 0;
+  for (std::size_t k = 0; k < parts; ++k) {
+    const std::size_t at = offset;
+    offset += sizes[k];
+    if (!set_aside(lanes[k], results[k])) continue;
+    if (const auto other = working_lane(lanes[k])) {
+      results[k] = inner_[*other]->write(batch.subspan(at, sizes[k]));
+      record(*other, results[k]);
+    }
   }
-  if (all_ok) learn(sizes, took);  // a failed part's time says nothing about its speed
+  WriteResult total;
+  for (std::size_t k = 0; k < parts; ++k) merge_part_result(total, std::move(results[k]));
   return total;
 }
 
+void ParallelSink::post(std::size_t lane, Batch batch) noexcept {
+  lane_busy_[lane] = true;
+  workers_[lane]->post_batch(std::move(batch));
+}
+
 void ParallelSink::submit(Batch batch) noexcept {
-  const auto free = std::find(lane_busy_.begin(), lane_busy_.end(), false);
-  if (free == lane_busy_.end() || !batch) return;  // callers check has_free_lane() first
-  *free = true;
+  const auto lane = free_lane(/*fresh=*/true);
+  if (!lane || !batch || !bounced_.empty()) return;  // callers check has_free_lane() first
   ++outstanding_;
-  workers_[static_cast<std::size_t>(free - lane_busy_.begin())]->post_batch(std::move(batch));
+  post(*lane, std::move(batch));
 }
 
 std::optional<ParallelSink::Done> ParallelSink::next_done(Clock::duration timeout) noexcept {
-  if (outstanding_ == 0) return std::nullopt;
-  std::unique_lock lock(finished_.mutex);
-  if (!finished_.cv.wait_for(lock, timeout, [&] { return !finished_.list.empty(); })) {
-    return std::nullopt;
+  const auto deadline = Clock::now() + timeout;
+  while (outstanding_ > 0) {
+    std::unique_lock lock(finished_.mutex);
+    if (!finished_.cv.wait_until(lock, deadline, [&] { return !finished_.list.empty(); })) {
+      return std::nullopt;
+    }
+    auto [lane, done] = std::move(finished_.list.front());
+    finished_.list.pop_front();
+    lock.unlock();
+    lane_busy_[lane] = false;
+    record(lane, done.result);
+    const bool bounced = set_aside(lane, done.result);
+    if (bounced) bounced_.push_back(std::move(done.batch));
+    // A bounced batch goes to the next free connection still in use (there is always one).
+    while (!bounced_.empty()) {
+      const auto to = free_lane(/*fresh=*/false);
+      if (!to) break;
+      post(*to, std::move(bounced_.front()));
+      bounced_.pop_front();
+    }
+    if (bounced) continue;
+    --outstanding_;
+    return std::move(done);
   }
-  auto [lane, done] = std::move(finished_.list.front());
-  finished_.list.pop_front();
-  lock.unlock();
-  lane_busy_[lane] = false;
-  --outstanding_;
-  return std::move(done);
+  return std::nullopt;
 }
 
 std::string ParallelSink::describe() const {

@@ -46,7 +46,16 @@ inline constexpr std::size_t kMinParallelPart = 500;
 /// and returns at once; next_done() gives back each batch with its result as its write finishes.
 /// No connection waits for another, and the caller forms the next batch while they write. While
 /// any submitted batch is outstanding, write() must not be called. Each connection has its own
-/// worker thread for this (connection 0's is idle under write()).
+/// worker thread for this (connection 0's is idle under write()). Until a write has succeeded,
+/// submit() uses one connection only, so a server that is down gets one connection attempt at a
+/// time, not one per connection.
+///
+/// A connection that cannot be opened (Failure::at_connect) while another connection's latest
+/// write succeeded is set aside: the server or the role limits connections (SQLSTATE 53300), or
+/// a pooler is full. Its batch or part is written again on the other connections, and this is not
+/// a failure of the batch; the connection is tried again after kSetAsideFirst, doubling up to
+/// kSetAsideMax while it keeps failing. One warning is logged each time. When no other connection
+/// works, the failure is the batch's, as with one connection.
 class ParallelSink final : public Sink {
  public:
   /// `inner` must hold at least one sink. Starts inner.size() - 1 threads; throws std::system_error
@@ -75,7 +84,9 @@ class ParallelSink final : public Sink {
   /// Submitted batches whose result next_done() has not handed back yet.
   [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_; }
   /// True when submit() would find a connection with nothing to write.
-  [[nodiscard]] bool has_free_lane() const noexcept { return outstanding_ < inner_.size(); }
+  [[nodiscard]] bool has_free_lane() const noexcept;
+  /// Connections set aside now (see above).
+  [[nodiscard]] std::size_t set_aside_connections() const noexcept;
   /// Starts writing `batch` (whole, one transaction) on a free connection and returns. Requires
   /// has_free_lane(). The sink keeps `batch` alive until next_done() hands it back.
   void submit(Batch batch) noexcept;
@@ -87,10 +98,29 @@ class ParallelSink final : public Sink {
   using Clock = std::chrono::steady_clock;
   /// Weight of the newest measurement in a connection's smoothed rate.
   static constexpr double kRateSmoothing = 0.25;
+  static constexpr Clock::duration kSetAsideFirst = std::chrono::seconds{30};
+  static constexpr Clock::duration kSetAsideMax = std::chrono::minutes{5};
   struct Worker;
-  /// Fills `sizes` (one entry per part) with the cut of `rows` that part_sizes() describes.
-  void cut(std::size_t rows, std::span<std::size_t> sizes) const noexcept;
-  void learn(std::span<const std::size_t> sizes, std::span<const Clock::duration> took) noexcept;
+  /// Fills `sizes` (one entry per part, part k on connection lanes[k]) with the cut of `rows`
+  /// that part_sizes() describes.
+  void cut(std::size_t rows, std::span<const std::size_t> lanes,
+           std::span<std::size_t> sizes) const noexcept;
+  void learn(std::span<const std::size_t> lanes, std::span<const std::size_t> sizes,
+             std::span<const Clock::duration> took) noexcept;
+  [[nodiscard]] bool set_aside_now(std::size_t lane, Clock::time_point now) const noexcept;
+  /// Connections not set aside, in order (never empty).
+  void usable_lanes(std::vector<std::size_t>& out) const;
+  /// A connection other than `lane`, not set aside, whose latest write succeeded.
+  [[nodiscard]] std::optional<std::size_t> working_lane(std::size_t lane) const noexcept;
+  /// A free connection that is not set aside. For a new batch (`fresh`), only the first such
+  /// connection until some connection has written successfully.
+  [[nodiscard]] std::optional<std::size_t> free_lane(bool fresh) const noexcept;
+  /// Records whether the latest write on `lane` succeeded.
+  void record(std::size_t lane, const WriteResult& r) noexcept;
+  /// Sets `lane` aside when `r` failed to connect while another connection works (and logs it);
+  /// true then: the write is to be made again on another connection.
+  bool set_aside(std::size_t lane, const WriteResult& r) noexcept;
+  void post(std::size_t lane, Batch batch) noexcept;
   /// Finished pipelined writes, filled by the workers, emptied by next_done().
   struct Finished {
     std::mutex mutex;
@@ -101,11 +131,17 @@ class ParallelSink final : public Sink {
   Finished finished_;                             // before workers_: they report into it
   std::vector<std::unique_ptr<Worker>> workers_;  // workers_[i] serves inner_[i]
   std::vector<bool> lane_busy_;                   // a submitted batch is on connection i
-  std::size_t outstanding_ = 0;
+  std::vector<bool> lane_ok_;                     // connection i's latest write succeeded
+  std::vector<Clock::time_point> aside_until_;    // connection i is set aside until then
+  std::vector<Clock::duration> aside_for_;        // how long it was set aside last time
+  std::deque<Batch> bounced_;    // submitted batches whose connection was set aside, to rewrite
+  std::size_t outstanding_ = 0;  // submitted, not handed back: on a connection or in bounced_
   std::size_t min_part_;
-  std::vector<double> rate_;        // rows per second of each inner sink, smoothed; 0: not measured
-  std::vector<std::size_t> sizes_;  // the current batch's cut, reused: no allocation per
-  std::vector<Clock::duration> took_;  // batch (write() is used from one thread at a time)
+  std::vector<double> rate_;  // rows per second of each inner sink, smoothed; 0: not measured
+  std::vector<std::size_t> part_lanes_;  // the current batch's connections, its cut and each part's
+  std::vector<std::size_t> sizes_;       // time and result, reused: no allocation per batch
+  std::vector<Clock::duration> took_;    // (write() is used from one thread at a time)
+  std::vector<WriteResult> results_;
 };
 
 /// Folds the result of one part into the batch's result as ParallelSink::write documents.

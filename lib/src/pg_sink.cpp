@@ -686,7 +686,10 @@ class PgSink final : public Sink {
       return failure(Disposition::hold, "",
                      "invalid PostgreSQL connection string '" + described_ + "'");
     }
-    if (auto f = ensure_connected()) return *f;
+    if (auto f = ensure_connected()) {
+      f->failure->at_connect = true;
+      return *f;
+    }
 
     if (sent == 1) {
       // One event (e.g. `trackevent send`): a parameterised INSERT ... ON CONFLICT DO NOTHING is

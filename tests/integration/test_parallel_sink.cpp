@@ -167,6 +167,89 @@ TEST_F(ParallelPgSinkTest, SmallBatchesUseOneConnection) {
   EXPECT_EQ(count_rows(), 700);
 }
 
+/// A login role limited to one connection at a time, with the rights the sink needs.
+class OneConnectionRole {
+ public:
+  explicit OneConnectionRole(const std::string& url)
+      : url_(url), name_("te_one_conn_" + std::to_string(::getpid())) {
+    pqxx::connection c{url_};
+    pqxx::nontransaction tx{c};
+    tx.exec("DROP ROLE IF EXISTS " + name_);
+    tx.exec("CREATE ROLE " + name_ + " LOGIN CONNECTION LIMIT 1");
+    tx.exec("GRANT INSERT, SELECT ON analytics_events TO " + name_);
+  }
+  ~OneConnectionRole() {
+    try {
+      pqxx::connection c{url_};
+      pqxx::nontransaction tx{c};
+      tx.exec("DROP OWNED BY " + name_);
+      tx.exec("DROP ROLE " + name_);
+    } catch (const std::exception&) {  // the database goes with the next run
+    }
+  }
+  OneConnectionRole(const OneConnectionRole&) = delete;
+  OneConnectionRole& operator=(const OneConnectionRole&) = delete;
+  /// The test database's URL as this role.
+  [[nodiscard]] std::string url() const {
+    const auto at = url_.find('@');
+    return "postgresql://" + name_ + url_.substr(at);
+  }
+
+ private:
+  std::string url_;
+  std::string name_;
+};
+
+TEST_F(ParallelPgSinkTest, AConnectionTheServerRefusesIsSetAsideAndTheOthersWriteItsRows) {
+  TRACKEVENT_REQUIRE_PG();
+  const OneConnectionRole role(url_);
+  const auto s = trackevent::make_sink(trackevent::parse_database_url(role.url()), {}, 3);
+  const auto events = make_events(4'000'000, 30'000);
+  const std::span<const Event> all(events);
+  std::size_t stored = 0;
+  for (std::size_t at = 0; at < all.size(); at += 3000) {
+    // Each batch is cut in three parts; two of them cannot get a connection (53300, too many
+    // connections for the role) and are written on the one that works, in the same write.
+    const WriteResult r = s->write(all.subspan(at, 3000));
+    ASSERT_TRUE(r.ok()) << describe(r);
+    stored += r.stored + r.duplicates;
+  }
+  EXPECT_EQ(stored, 30'000U);
+  EXPECT_EQ(count_rows(), 30'000);
+  const auto* parallel = dynamic_cast<const ParallelSink*>(s.get());
+  ASSERT_NE(parallel, nullptr);
+  EXPECT_EQ(parallel->set_aside_connections(), 2U);
+  // Set aside, they no longer cut batches: one part, one connection.
+  EXPECT_EQ(parallel->parts_for(3000), 1U);
+}
+
+TEST_F(ParallelPgSinkTest, PipelinedBatchesOfARefusedConnectionGoToTheOneThatWorks) {
+  TRACKEVENT_REQUIRE_PG();
+  const OneConnectionRole role(url_);
+  const auto s = trackevent::make_sink(trackevent::parse_database_url(role.url()), {}, 2);
+  auto* parallel = dynamic_cast<ParallelSink*>(s.get());
+  ASSERT_NE(parallel, nullptr);
+  std::size_t stored = 0;
+  std::size_t handed_back = 0;
+  const auto take = [&] {
+    auto done = parallel->next_done(30s);
+    ASSERT_TRUE(done.has_value());
+    ASSERT_TRUE(done->result.ok()) << describe(done->result);
+    stored += done->result.stored;
+    ++handed_back;
+  };
+  for (std::uint64_t b = 0; b < 10; ++b) {
+    while (!parallel->has_free_lane()) take();
+    parallel->submit(
+        std::make_shared<const std::vector<Event>>(make_events(5'000'000 + b * 1000, 1000)));
+  }
+  while (parallel->outstanding() > 0) take();
+  EXPECT_EQ(handed_back, 10U);
+  EXPECT_EQ(stored, 10'000U);
+  EXPECT_EQ(count_rows(), 10'000);
+  EXPECT_EQ(parallel->set_aside_connections(), 1U);
+}
+
 TEST(ParallelPgSink, UnreachableServerIsARetryQuickly) {
   const std::string url =
       "postgresql://127.0.0.1:" + std::to_string(closed_port()) + "/none?connect_timeout=2";
@@ -327,6 +410,115 @@ TEST(ParallelSinkSplit, WorstDispositionWinsAndCountsAreDropped) {
   EXPECT_EQ(f.raw[0]->seen().size() + f.raw[1]->seen().size(), 200U * 3000U);
   // Shares follow the measured speeds, but never below a fifth of a batch with two sinks.
   EXPECT_GE(f.raw[1]->seen().size(), 200U * 600U);
+}
+
+// ---- a connection that cannot be opened while another works ----
+
+/// Fails every write as a connect failure (nothing reached the server) until told otherwise.
+class RefusingSink final : public Sink {
+ public:
+  WriteResult write(std::span<const Event> batch) noexcept override {
+    ++attempts_;
+    WriteResult r;
+    if (refuse_) {
+      r.failure = Failure{Disposition::retry, "53300", "too many connections", true};
+    } else {
+      r.stored = batch.size();
+    }
+    return r;
+  }
+  [[nodiscard]] std::string describe() const override { return "refusing"; }
+  std::atomic<bool> refuse_{true};
+  std::atomic<int> attempts_{0};
+};
+
+struct OneWorksOneRefuses {
+  FakeSink* works = nullptr;
+  RefusingSink* refuses = nullptr;
+  std::unique_ptr<ParallelSink> sink;
+  OneWorksOneRefuses() {
+    std::vector<std::unique_ptr<Sink>> inner;
+    auto w = std::make_unique<FakeSink>();
+    auto r = std::make_unique<RefusingSink>();
+    works = w.get();
+    refuses = r.get();
+    inner.push_back(std::move(w));
+    inner.push_back(std::move(r));
+    sink = std::make_unique<ParallelSink>(std::move(inner));
+  }
+};
+
+TEST(ParallelSinkSetAside, ARefusedPartIsWrittenOnTheWorkingConnection) {
+  OneWorksOneRefuses f;
+  const auto events = make_events(0, 3000);
+  const WriteResult r = f.sink->write(events);
+  ASSERT_TRUE(r.ok()) << describe(r);
+  // FakeSink counts one row of each write as a duplicate: its own part, then the refused one.
+  EXPECT_EQ(r.stored + r.duplicates, 3000U);
+  EXPECT_EQ(r.duplicates, 2U);
+  EXPECT_EQ(f.works->seen().size(), 3000U);
+  EXPECT_EQ(f.refuses->attempts_.load(), 1);
+  EXPECT_EQ(f.sink->set_aside_connections(), 1U);
+  // Set aside: the next batches go whole to the working connection, without trying the other.
+  ASSERT_TRUE(f.sink->write(events).ok());
+  EXPECT_EQ(f.works->seen().size(), 6000U);
+  EXPECT_EQ(f.refuses->attempts_.load(), 1);
+}
+
+TEST(ParallelSinkSetAside, WhenNoConnectionWorksTheFailureIsTheBatchs) {
+  std::vector<std::unique_ptr<Sink>> inner;
+  inner.push_back(std::make_unique<RefusingSink>());
+  inner.push_back(std::make_unique<RefusingSink>());
+  ParallelSink sink(std::move(inner));
+  const WriteResult r = sink.write(make_events(0, 3000));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->sqlstate, "53300");
+  EXPECT_TRUE(r.failure->at_connect);
+  EXPECT_EQ(sink.set_aside_connections(), 0U);
+}
+
+TEST(ParallelSinkSetAside, OtherFailuresOfOneConnectionFailTheBatch) {
+  // A failure after connecting (bad data, a lost connection) is not set aside: the dispatcher's
+  // retry and split rules apply to it.
+  Fakes f({std::nullopt, Disposition::retry});
+  ASSERT_TRUE(f.sink->write(make_events(0, 999)).ok());  // one part: connection 0 works
+  const WriteResult r = f.sink->write(make_events(0, 3000));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(f.sink->set_aside_connections(), 0U);
+}
+
+TEST(ParallelSinkSetAside, PipelinedOneConnectionUntilAWriteSucceedsThenBouncedBatchesMove) {
+  OneWorksOneRefuses f;
+  using Batch = ParallelSink::Batch;
+  const auto batch = [](std::uint64_t first) {
+    return std::make_shared<const std::vector<Event>>(make_events(first, 100));
+  };
+  ASSERT_TRUE(f.sink->has_free_lane());
+  f.sink->submit(batch(0));
+  // No write has succeeded yet: a second batch waits rather than open a second connection.
+  EXPECT_FALSE(f.sink->has_free_lane());
+  auto done = f.sink->next_done(10s);
+  ASSERT_TRUE(done && done->result.ok());
+  EXPECT_EQ(f.refuses->attempts_.load(), 0);
+
+  // Now both connections take batches; the refused one's batch comes back written by the other.
+  std::vector<Batch> sent;
+  while (f.sink->has_free_lane()) {
+    sent.push_back(batch(1000 * (sent.size() + 1)));
+    f.sink->submit(sent.back());
+  }
+  ASSERT_EQ(sent.size(), 2U);
+  std::vector<Batch> back;
+  while (f.sink->outstanding() > 0) {
+    auto d = f.sink->next_done(10s);
+    ASSERT_TRUE(d.has_value());
+    ASSERT_TRUE(d->result.ok()) << describe(d->result);
+    back.push_back(d->batch);
+  }
+  EXPECT_EQ(back.size(), 2U);
+  EXPECT_EQ(f.refuses->attempts_.load(), 1);
+  EXPECT_EQ(f.works->seen().size(), 300U);
+  EXPECT_EQ(f.sink->set_aside_connections(), 1U);
 }
 
 }  // namespace

@@ -30,6 +30,10 @@ struct Failure {
   Disposition disposition = Disposition::retry;
   std::string sqlstate;  ///< empty when there was none (e.g. connection refused)
   std::string message;   ///< driver/server message, never containing a password
+  /// True when no connection could be opened for the write (nothing of the batch reached the
+  /// server). Over several connections, a connection that fails so while another works is set
+  /// aside for a while and its batches go to the others (see make_sink with `connections`).
+  bool at_connect = false;
 };
 
 /// The result of writing one batch. A batch is all-or-nothing: either `failure` is empty and every
@@ -98,6 +102,9 @@ struct PgTimeouts {
 /// batch of at least 1000 rows is cut into contiguous parts written concurrently, one transaction
 /// per part; a Tracker instead writes each batch whole on the next free connection without
 /// waiting for the others (see lib/src/parallel_sink.hpp). Each connection has a worker thread.
+/// A connection that cannot be opened while another works (the server or the role allows fewer
+/// connections, SQLSTATE 53300) is set aside for 30 s, then longer up to 5 min while it keeps
+/// failing, with one warning each time; the others write its rows, and no batch fails for it.
 /// Ignored for SQLite (one connection). Connects lazily too.
 [[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target, const PgTimeouts& timeouts,
                                               std::size_t connections);
