@@ -243,7 +243,7 @@ run_once() {
 T="/usr/bin/time -v -o \"\$TIMEF\""
 declare -A cmd
 cmd[trackevent_ingest]="$T env TRACKEVENT_SPOOL_DIR=\$WORK/spool/state XDG_STATE_HOME=\$WORK/spool/state XDG_DATA_HOME=\$WORK/spool/data \"\$TE_BIN\" --db '$DB_URL' ingest '$jsonl'"
-cmd[trackevent_ingest_c2]="${cmd[trackevent_ingest]} --connections 2"
+cmd[trackevent_ingest_c1]="${cmd[trackevent_ingest]} --connections 1"
 cmd[psql_copy]="$T psql -X -q -v ON_ERROR_STOP=1 -c \"\\copy analytics_events($COLS) from '$csv' (format csv)\""
 cmd[jq_psql_copy]="set -o pipefail; /usr/bin/time -v -o \"\$TIMEF.jq\" jq -r '[.event_id,.org_id,.user_id,.event_name,(.metadata|tojson),.occurred_at] | @csv' '$jsonl' | $T psql -X -q -v ON_ERROR_STOP=1 -c \"\\copy analytics_events($COLS) from stdin (format csv)\""
 cmd[psql_insert]="$T psql -X -q -v ON_ERROR_STOP=1 -f '$sample_sql'"
@@ -252,9 +252,9 @@ methods=()
 if [[ $have_te -eq 1 ]]; then
   methods+=(trackevent_ingest)
   if te ingest --help 2>/dev/null | grep -q -- '--connections'; then
-    methods+=(trackevent_ingest_c2)
+    methods+=(trackevent_ingest_c1)
   else
-    note "trackevent ingest --help lists no --connections option; the 2-connection variant is skipped"
+    note "trackevent ingest --help lists no --connections option; the 1-connection variant is skipped"
   fi
 fi
 methods+=(psql_copy jq_psql_copy psql_insert)

@@ -204,7 +204,9 @@ void setup_ingest(CLI::App& app, IngestOptions& o) {
                "exit 69 when the database cannot take events (checked before reading, and "
                "anything spooled at the end) instead of spooling quietly; a full queue then "
                "waits instead of spooling");
-  app.add_option("--connections", o.connections, "parallel PostgreSQL connections")
+  app.add_option("--connections", o.connections,
+                 "parallel PostgreSQL connections; past the first, they open only when there "
+                 "is more to write than one connection takes")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
   app.add_option("--max-line-bytes", o.max_line_bytes,

@@ -31,7 +31,7 @@ struct IngestOptions {
   /// terminal, every input is a regular file, -q is not given, and --tee is not writing to a
   /// terminal too.
   int progress = 0;
-  std::size_t connections = 1;
+  std::size_t connections = 2;
   std::size_t max_line_bytes = 1024 * 1024;
   std::size_t max_metadata_bytes = 32 * 1024;
   std::size_t max_depth = 64;

@@ -153,6 +153,7 @@ ParallelSink::ParallelSink(std::vector<std::unique_ptr<Sink>> inner, std::size_t
   results_.resize(n);
   lane_busy_.assign(n, false);
   lane_ok_.assign(n, false);
+  parked_.assign(n, false);
   aside_until_.assign(n, Clock::time_point{});
   aside_for_.assign(n, Clock::duration::zero());
   workers_.reserve(n);
@@ -184,19 +185,22 @@ void ParallelSink::usable_lanes(std::vector<std::size_t>& out) const {
   if (out.empty()) out.push_back(0);  // not reached: one connection always stays in use
 }
 
-std::optional<std::size_t> ParallelSink::working_lane(std::size_t lane) const noexcept {
+bool ParallelSink::works_elsewhere(std::size_t lane, bool busy) const noexcept {
   const auto now = Clock::now();
   for (std::size_t i = 0; i < inner_.size(); ++i) {
-    if (i != lane && lane_ok_[i] && !set_aside_now(i, now)) return i;
+    if (i != lane && lane_ok_[i] && lane_busy_[i] == busy && !parked_[i] &&
+        !set_aside_now(i, now)) {
+      return true;
+    }
   }
-  return std::nullopt;
+  return false;
 }
 
 std::optional<std::size_t> ParallelSink::free_lane(bool fresh) const noexcept {
   const auto now = Clock::now();
   const bool any_ok = std::find(lane_ok_.begin(), lane_ok_.end(), true) != lane_ok_.end();
   for (std::size_t i = 0; i < inner_.size(); ++i) {
-    if (set_aside_now(i, now)) continue;
+    if (set_aside_now(i, now) || parked_[i]) continue;
     if (!lane_busy_[i]) return i;
     if (fresh && !any_ok) return std::nullopt;  // the first usable connection is busy
   }
@@ -212,8 +216,7 @@ void ParallelSink::record(std::size_t lane, const WriteResult& r) noexcept {
   if (r.ok()) aside_for_[lane] = Clock::duration::zero();
 }
 
-bool ParallelSink::set_aside(std::size_t lane, const WriteResult& r) noexcept {
-  if (r.ok() || !r.failure->at_connect || !working_lane(lane)) return false;
+void ParallelSink::set_aside(std::size_t lane, const Failure& f) noexcept {
   aside_for_[lane] = aside_for_[lane] == Clock::duration::zero()
                          ? kSetAsideFirst
                          : std::min<Clock::duration>(aside_for_[lane] * 2, kSetAsideMax);
@@ -224,9 +227,34 @@ bool ParallelSink::set_aside(std::size_t lane, const WriteResult& r) noexcept {
       {{"connection", lane + 1},
        {"connections", inner_.size()},
        {"retry_in_s", std::chrono::duration_cast<std::chrono::seconds>(aside_for_[lane]).count()},
-       {"sqlstate", r.failure->sqlstate},
-       {"err", r.failure->message}});
-  return true;
+       {"sqlstate", f.sqlstate},
+       {"err", f.message}});
+}
+
+void ParallelSink::decide_parked(bool witnessed) noexcept {
+  for (auto it = undecided_.begin(); it != undecided_.end();) {
+    const std::size_t lane = it->first;
+    if (witnessed || works_elsewhere(lane, /*busy=*/false)) {
+      set_aside(lane, *it->second.result.failure);
+      bounced_.push_back(std::move(it->second.batch));
+    } else if (works_elsewhere(lane, /*busy=*/true)) {
+      ++it;  // still undecided: another write that may show the server works is under way
+      continue;
+    } else {
+      failed_.push_back(std::move(it->second));  // no connection works: the batch's failure
+    }
+    parked_[lane] = false;
+    it = undecided_.erase(it);
+  }
+}
+
+void ParallelSink::post_bounced() noexcept {
+  while (!bounced_.empty()) {
+    const auto to = free_lane(/*fresh=*/false);
+    if (!to) return;  // one is busy (one always stays in use): next_done() posts it then
+    post(*to, std::move(bounced_.front()));
+    bounced_.pop_front();
+  }
 }
 
 std::size_t ParallelSink::parts_for(std::size_t rows) const noexcept {
@@ -311,16 +339,19 @@ WriteResult ParallelSink::write(std::span<const Event> batch) noexcept {
       std::all_of(results.begin(), results.end(), [](const WriteResult& r) { return r.ok(); });
   if (parts > 1 && all_ok) learn(lanes, sizes, took);  // a failed part says nothing of speed
   for (std::size_t k = 0; k < parts; ++k) record(lanes[k], results[k]);
-  // A part whose connection could not be opened while another works: again on a working one.
+  // A part whose connection could not be opened while another part's connection just wrote:
+  // that connection is set aside, and the part written again on the one that works.
+  const auto witness =
+      std::find_if(results.begin(), results.end(), [](const WriteResult& r) { return r.ok(); });
   offset = 0;
-  for (std::size_t k = 0; k < parts; ++k) {
+  for (std::size_t k = 0; k < parts && witness != results.end(); ++k) {
     const std::size_t at = offset;
     offset += sizes[k];
-    if (!set_aside(lanes[k], results[k])) continue;
-    if (const auto other = working_lane(lanes[k])) {
-      results[k] = inner_[*other]->write(batch.subspan(at, sizes[k]));
-      record(*other, results[k]);
-    }
+    if (results[k].ok() || !results[k].failure->at_connect) continue;
+    const std::size_t other = lanes[static_cast<std::size_t>(witness - results.begin())];
+    set_aside(lanes[k], *results[k].failure);
+    results[k] = inner_[other]->write(batch.subspan(at, sizes[k]));
+    record(other, results[k]);
   }
   WriteResult total;
   for (std::size_t k = 0; k < parts; ++k) merge_part_result(total, std::move(results[k]));
@@ -342,6 +373,12 @@ void ParallelSink::submit(Batch batch) noexcept {
 std::optional<ParallelSink::Done> ParallelSink::next_done(Clock::duration timeout) noexcept {
   const auto deadline = Clock::now() + timeout;
   while (outstanding_ > 0) {
+    if (!failed_.empty()) {
+      Done done = std::move(failed_.front());
+      failed_.pop_front();
+      --outstanding_;
+      return done;
+    }
     std::unique_lock lock(finished_.mutex);
     if (!finished_.cv.wait_until(lock, deadline, [&] { return !finished_.list.empty(); })) {
       return std::nullopt;
@@ -351,16 +388,17 @@ std::optional<ParallelSink::Done> ParallelSink::next_done(Clock::duration timeou
     lock.unlock();
     lane_busy_[lane] = false;
     record(lane, done.result);
-    const bool bounced = set_aside(lane, done.result);
-    if (bounced) bounced_.push_back(std::move(done.batch));
-    // A bounced batch goes to the next free connection still in use (there is always one).
-    while (!bounced_.empty()) {
-      const auto to = free_lane(/*fresh=*/false);
-      if (!to) break;
-      post(*to, std::move(bounced_.front()));
-      bounced_.pop_front();
+    if (!done.result.ok() && done.result.failure->at_connect &&
+        (works_elsewhere(lane, /*busy=*/false) || works_elsewhere(lane, /*busy=*/true))) {
+      // Another connection works, or may: this one waits, unused, for that to be decided.
+      parked_[lane] = true;
+      undecided_.emplace_back(lane, std::move(done));
+      decide_parked(/*witnessed=*/false);
+      post_bounced();
+      continue;
     }
-    if (bounced) continue;
+    decide_parked(/*witnessed=*/done.result.ok());
+    post_bounced();
     --outstanding_;
     return std::move(done);
   }

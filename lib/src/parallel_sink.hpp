@@ -110,16 +110,21 @@ class ParallelSink final : public Sink {
   [[nodiscard]] bool set_aside_now(std::size_t lane, Clock::time_point now) const noexcept;
   /// Connections not set aside, in order (never empty).
   void usable_lanes(std::vector<std::size_t>& out) const;
-  /// A connection other than `lane`, not set aside, whose latest write succeeded.
-  [[nodiscard]] std::optional<std::size_t> working_lane(std::size_t lane) const noexcept;
+  /// Whether a connection other than `lane`, in use, idle (or busy), had its latest write succeed.
+  [[nodiscard]] bool works_elsewhere(std::size_t lane, bool busy) const noexcept;
   /// A free connection that is not set aside. For a new batch (`fresh`), only the first such
   /// connection until some connection has written successfully.
   [[nodiscard]] std::optional<std::size_t> free_lane(bool fresh) const noexcept;
   /// Records whether the latest write on `lane` succeeded.
   void record(std::size_t lane, const WriteResult& r) noexcept;
-  /// Sets `lane` aside when `r` failed to connect while another connection works (and logs it);
-  /// true then: the write is to be made again on another connection.
-  bool set_aside(std::size_t lane, const WriteResult& r) noexcept;
+  /// Sets `lane` aside after it failed to connect while another connection worked; logs it.
+  void set_aside(std::size_t lane, const Failure& f) noexcept;
+  /// Decides the parked connections (a connect failure while another connection was writing):
+  /// `witnessed` (a write just succeeded) or another idle connection works: set aside, batch
+  /// bounced; another busy one may still work: wait; else the failure is the batch's.
+  void decide_parked(bool witnessed) noexcept;
+  /// Posts bounced batches to free connections in use.
+  void post_bounced() noexcept;
   void post(std::size_t lane, Batch batch) noexcept;
   /// Finished pipelined writes, filled by the workers, emptied by next_done().
   struct Finished {
@@ -134,8 +139,11 @@ class ParallelSink final : public Sink {
   std::vector<bool> lane_ok_;                     // connection i's latest write succeeded
   std::vector<Clock::time_point> aside_until_;    // connection i is set aside until then
   std::vector<Clock::duration> aside_for_;        // how long it was set aside last time
+  std::vector<bool> parked_;  // connection i failed to connect; undecided_ holds its batch
+  std::deque<std::pair<std::size_t, Done>> undecided_;  // (connection, its failed write)
   std::deque<Batch> bounced_;    // submitted batches whose connection was set aside, to rewrite
-  std::size_t outstanding_ = 0;  // submitted, not handed back: on a connection or in bounced_
+  std::deque<Done> failed_;      // decided to be the batches' own failures: next_done() returns
+  std::size_t outstanding_ = 0;  // submitted, not handed back: on a connection or queued here
   std::size_t min_part_;
   std::vector<double> rate_;  // rows per second of each inner sink, smoothed; 0: not measured
   std::vector<std::size_t> part_lanes_;  // the current batch's connections, its cut and each part's

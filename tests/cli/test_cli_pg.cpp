@@ -100,6 +100,48 @@ TEST(CliPg, IngestOneHundredThousandEvents) {
   EXPECT_EQ(s["spooled"], 0);  // a file is read with backpressure, never via the spool
 }
 
+TEST(CliPg, IngestOverARoleAllowedOneConnectionStoresEverythingOnIt) {
+  TRACKEVENT_REQUIRE_PG();
+  TempDir home;
+  const std::string url = migrated_database(home, "cli_one_conn");
+  const std::string role = "cli_one_conn_" + std::to_string(::getpid());
+  {
+    pqxx::connection c{url};
+    pqxx::nontransaction tx{c};
+    tx.exec("DROP ROLE IF EXISTS " + role);
+    tx.exec("CREATE ROLE " + role + " LOGIN CONNECTION LIMIT 1");
+    tx.exec("GRANT INSERT, SELECT ON analytics_events TO " + role);
+  }
+  const std::string file = home.file("events.jsonl");
+  {
+    std::string content;
+    for (int i = 0; i < 40000; ++i) content += event_line(i) + "\n";
+    write_file(file, content);
+  }
+  const std::string as_role = "postgresql://" + role + url.substr(url.find('@'));
+  // Default options: two connections, the second refused by the server (53300).
+  const auto r = run_cli(home, {"--db", as_role, "ingest", "--batch-size", "1000", file}, {}, {},
+                         std::chrono::milliseconds{120000});
+  {
+    pqxx::connection c{url};
+    pqxx::nontransaction tx{c};
+    tx.exec("DROP OWNED BY " + role);
+    tx.exec("DROP ROLE " + role);
+  }
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(pg_count(url), 40000);
+  const auto s = summary_of(r);
+  EXPECT_EQ(s["stored"], 40000);
+  EXPECT_EQ(s["spooled"], 0) << r.err;
+  EXPECT_EQ(s["retries"], 0) << r.err;
+  const auto logs = log_lines(r.err);
+  const auto aside = lines_with_msg(
+      logs, "could not open a database connection while another works; writing on the others");
+  ASSERT_EQ(aside.size(), 1U) << r.err;
+  EXPECT_EQ(aside[0]["sqlstate"], "53300");
+  EXPECT_EQ(aside[0]["connection"], 2);
+}
+
 TEST(CliPg, IngestFromAPipeStoresEverything) {
   TRACKEVENT_REQUIRE_PG();
   TempDir home;

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -519,6 +520,99 @@ TEST(ParallelSinkSetAside, PipelinedOneConnectionUntilAWriteSucceedsThenBouncedB
   EXPECT_EQ(f.refuses->attempts_.load(), 1);
   EXPECT_EQ(f.works->seen().size(), 300U);
   EXPECT_EQ(f.sink->set_aside_connections(), 1U);
+}
+
+/// Holds each write until open() and then succeeds, or fails after connecting (not at_connect).
+class GatedSink final : public Sink {
+ public:
+  WriteResult write(std::span<const Event> batch) noexcept override {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return open_; });
+    WriteResult r;
+    if (fail_) {
+      r.failure = Failure{Disposition::retry, "57014", "canceling statement due to timeout"};
+    } else {
+      r.stored = batch.size();
+    }
+    return r;
+  }
+  [[nodiscard]] std::string describe() const override { return "gated"; }
+  void close() {
+    std::lock_guard lock(mutex_);
+    open_ = false;
+  }
+  void open(bool fail) {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+      fail_ = fail;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool open_ = true;
+  bool fail_ = false;
+};
+
+/// Connection 0 has written once and is now held in a write; connection 1 then fails to connect.
+/// Whether connection 1 is set aside waits for connection 0's write to show the server works.
+struct RefusedWhileAnotherWrites {
+  GatedSink* gated = nullptr;
+  std::unique_ptr<ParallelSink> sink;
+  RefusedWhileAnotherWrites() {
+    std::vector<std::unique_ptr<Sink>> inner;
+    auto g = std::make_unique<GatedSink>();
+    gated = g.get();
+    inner.push_back(std::move(g));
+    inner.push_back(std::make_unique<RefusingSink>());
+    sink = std::make_unique<ParallelSink>(std::move(inner));
+    const auto batch = [](std::uint64_t first) {
+      return std::make_shared<const std::vector<Event>>(make_events(first, 100));
+    };
+    sink->submit(batch(0));
+    auto first = sink->next_done(10s);
+    EXPECT_TRUE(first && first->result.ok());
+    gated->close();
+    sink->submit(batch(100));  // connection 0, held
+    EXPECT_TRUE(sink->has_free_lane());
+    sink->submit(batch(200));  // connection 1, refused
+  }
+};
+
+TEST(ParallelSinkSetAside, ARefusedBatchWaitsForTheOtherWriteAndMovesWhenItSucceeds) {
+  RefusedWhileAnotherWrites f;
+  // Connection 1's refusal is known at once, but whether the server works is not.
+  EXPECT_FALSE(f.sink->next_done(300ms).has_value());
+  EXPECT_EQ(f.sink->set_aside_connections(), 0U);
+  f.gated->open(/*fail=*/false);
+  for (int i = 0; i < 2; ++i) {
+    auto d = f.sink->next_done(10s);
+    ASSERT_TRUE(d.has_value());
+    EXPECT_TRUE(d->result.ok()) << describe(d->result);
+  }
+  EXPECT_EQ(f.sink->outstanding(), 0U);
+  EXPECT_EQ(f.sink->set_aside_connections(), 1U);
+}
+
+TEST(ParallelSinkSetAside, WhenTheOtherWriteFailsTooTheRefusalIsTheBatchsFailure) {
+  // A server that stopped answering: the held write times out, the new connection cannot be
+  // opened. Neither is set aside; both batches fail, for the dispatcher's retry rules.
+  RefusedWhileAnotherWrites f;
+  EXPECT_FALSE(f.sink->next_done(300ms).has_value());
+  f.gated->open(/*fail=*/true);
+  std::vector<std::string> sqlstates;
+  for (int i = 0; i < 2; ++i) {
+    auto d = f.sink->next_done(10s);
+    ASSERT_TRUE(d.has_value());
+    ASSERT_FALSE(d->result.ok());
+    sqlstates.push_back(d->result.failure->sqlstate);
+  }
+  EXPECT_EQ(sqlstates, (std::vector<std::string>{"57014", "53300"}));
+  EXPECT_EQ(f.sink->outstanding(), 0U);
+  EXPECT_EQ(f.sink->set_aside_connections(), 0U);
 }
 
 }  // namespace

@@ -58,7 +58,9 @@ struct TrackerOptions {
   /// Parallel connections (PostgreSQL only), each with its own writer thread. The dispatcher hands
   /// each batch whole to the next free connection (one transaction per batch) and forms the next
   /// batch meanwhile, so up to connections + 1 batches are held besides the queue. More
-  /// connections use more server backends.
+  /// connections use more server backends; past the first, they open only when there is more to
+  /// write than one takes. One the server refuses while another works is set aside for a while.
+  /// (`trackevent ingest` uses 2.)
   std::size_t connections = 1;
 
   /// Directory of the spool and dead-letter files. Empty: $TRACKEVENT_SPOOL_DIR, else
