@@ -73,7 +73,7 @@ class Dispatcher {
   void commit_group();
   [[nodiscard]] bool backlog_settled() const;
   [[nodiscard]] Clock::duration idle_wait(bool stopping) const;
-  using Batch = std::shared_ptr<const std::vector<Event>>;
+  using Batch = ParallelSink::Batch;
   void send_pending();
   /// Writes `batch` (retrying, splitting, spooling as the class comment says). `first`: the
   /// result of a pipelined write of it that failed, which counts as the first attempt; the batch

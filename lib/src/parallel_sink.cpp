@@ -153,7 +153,6 @@ ParallelSink::ParallelSink(std::vector<std::unique_ptr<Sink>> inner, std::size_t
   results_.resize(n);
   lane_busy_.assign(n, false);
   lane_ok_.assign(n, false);
-  parked_.assign(n, false);
   aside_until_.assign(n, Clock::time_point{});
   aside_for_.assign(n, Clock::duration::zero());
   workers_.reserve(n);
@@ -185,11 +184,15 @@ void ParallelSink::usable_lanes(std::vector<std::size_t>& out) const {
   if (out.empty()) out.push_back(0);  // not reached: one connection always stays in use
 }
 
+bool ParallelSink::parked(std::size_t lane) const noexcept {
+  return std::any_of(undecided_.begin(), undecided_.end(),
+                     [&](const auto& u) { return u.first == lane; });
+}
+
 bool ParallelSink::works_elsewhere(std::size_t lane, bool busy) const noexcept {
   const auto now = Clock::now();
   for (std::size_t i = 0; i < inner_.size(); ++i) {
-    if (i != lane && lane_ok_[i] && lane_busy_[i] == busy && !parked_[i] &&
-        !set_aside_now(i, now)) {
+    if (i != lane && lane_ok_[i] && lane_busy_[i] == busy && !parked(i) && !set_aside_now(i, now)) {
       return true;
     }
   }
@@ -200,7 +203,7 @@ std::optional<std::size_t> ParallelSink::free_lane(bool fresh) const noexcept {
   const auto now = Clock::now();
   const bool any_ok = std::find(lane_ok_.begin(), lane_ok_.end(), true) != lane_ok_.end();
   for (std::size_t i = 0; i < inner_.size(); ++i) {
-    if (set_aside_now(i, now) || parked_[i]) continue;
+    if (set_aside_now(i, now) || parked(i)) continue;
     if (!lane_busy_[i]) return i;
     if (fresh && !any_ok) return std::nullopt;  // the first usable connection is busy
   }
@@ -243,7 +246,6 @@ void ParallelSink::decide_parked(bool witnessed) noexcept {
     } else {
       failed_.push_back(std::move(it->second));  // no connection works: the batch's failure
     }
-    parked_[lane] = false;
     it = undecided_.erase(it);
   }
 }
@@ -258,10 +260,11 @@ void ParallelSink::post_bounced() noexcept {
 }
 
 std::size_t ParallelSink::parts_for(std::size_t rows) const noexcept {
-  const auto now = Clock::now();
-  std::size_t usable = 0;
-  for (std::size_t i = 0; i < inner_.size(); ++i) usable += set_aside_now(i, now) ? 0 : 1;
-  return std::clamp<std::size_t>(rows / min_part_, 1, std::max<std::size_t>(usable, 1));
+  return parts_over(rows, std::max<std::size_t>(inner_.size() - set_aside_connections(), 1));
+}
+
+std::size_t ParallelSink::parts_over(std::size_t rows, std::size_t lanes) const noexcept {
+  return std::clamp<std::size_t>(rows / min_part_, 1, lanes);
 }
 
 std::vector<std::size_t> ParallelSink::part_sizes(std::size_t rows, std::size_t parts) const {
@@ -313,7 +316,7 @@ void ParallelSink::learn(std::span<const std::size_t> lanes, std::span<const std
 
 WriteResult ParallelSink::write(std::span<const Event> batch) noexcept {
   usable_lanes(part_lanes_);
-  const std::size_t parts = parts_for(batch.size());
+  const std::size_t parts = parts_over(batch.size(), part_lanes_.size());
   const std::span<const std::size_t> lanes = std::span(part_lanes_).first(parts);
   const std::span<std::size_t> sizes = std::span(sizes_).first(parts);
   const std::span<Clock::duration> took = std::span(took_).first(parts);
@@ -390,8 +393,7 @@ std::optional<ParallelSink::Done> ParallelSink::next_done(Clock::duration timeou
     record(lane, done.result);
     if (!done.result.ok() && done.result.failure->at_connect &&
         (works_elsewhere(lane, /*busy=*/false) || works_elsewhere(lane, /*busy=*/true))) {
-      // Another connection works, or may: this one waits, unused, for that to be decided.
-      parked_[lane] = true;
+      // Another connection works, or may: this one waits, parked, for that to be decided.
       undecided_.emplace_back(lane, std::move(done));
       decide_parked(/*witnessed=*/false);
       post_bounced();

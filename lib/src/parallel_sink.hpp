@@ -110,6 +110,10 @@ class ParallelSink final : public Sink {
   [[nodiscard]] bool set_aside_now(std::size_t lane, Clock::time_point now) const noexcept;
   /// Connections not set aside, in order (never empty).
   void usable_lanes(std::vector<std::size_t>& out) const;
+  /// How many parts a batch of `rows` is cut into over `lanes` connections.
+  [[nodiscard]] std::size_t parts_over(std::size_t rows, std::size_t lanes) const noexcept;
+  /// Connection `lane` failed to connect and waits in undecided_ for another write's outcome.
+  [[nodiscard]] bool parked(std::size_t lane) const noexcept;
   /// Whether a connection other than `lane`, in use, idle (or busy), had its latest write succeed.
   [[nodiscard]] bool works_elsewhere(std::size_t lane, bool busy) const noexcept;
   /// A free connection that is not set aside. For a new batch (`fresh`), only the first such
@@ -133,14 +137,13 @@ class ParallelSink final : public Sink {
     std::deque<std::pair<std::size_t, Done>> list;  // (connection, batch and result)
   };
   std::vector<std::unique_ptr<Sink>> inner_;
-  Finished finished_;                             // before workers_: they report into it
-  std::vector<std::unique_ptr<Worker>> workers_;  // workers_[i] serves inner_[i]
-  std::vector<bool> lane_busy_;                   // a submitted batch is on connection i
-  std::vector<bool> lane_ok_;                     // connection i's latest write succeeded
-  std::vector<Clock::time_point> aside_until_;    // connection i is set aside until then
-  std::vector<Clock::duration> aside_for_;        // how long it was set aside last time
-  std::vector<bool> parked_;  // connection i failed to connect; undecided_ holds its batch
-  std::deque<std::pair<std::size_t, Done>> undecided_;  // (connection, its failed write)
+  Finished finished_;                                   // before workers_: they report into it
+  std::vector<std::unique_ptr<Worker>> workers_;        // workers_[i] serves inner_[i]
+  std::vector<bool> lane_busy_;                         // a submitted batch is on connection i
+  std::vector<bool> lane_ok_;                           // connection i's latest write succeeded
+  std::vector<Clock::time_point> aside_until_;          // connection i is set aside until then
+  std::vector<Clock::duration> aside_for_;              // how long it was set aside last time
+  std::deque<std::pair<std::size_t, Done>> undecided_;  // (parked connection, its failed write)
   std::deque<Batch> bounced_;    // submitted batches whose connection was set aside, to rewrite
   std::deque<Done> failed_;      // decided to be the batches' own failures: next_done() returns
   std::size_t outstanding_ = 0;  // submitted, not handed back: on a connection or queued here

@@ -104,30 +104,16 @@ TEST(CliPg, IngestOverARoleAllowedOneConnectionStoresEverythingOnIt) {
   TRACKEVENT_REQUIRE_PG();
   TempDir home;
   const std::string url = migrated_database(home, "cli_one_conn");
-  const std::string role = "cli_one_conn_" + std::to_string(::getpid());
-  {
-    pqxx::connection c{url};
-    pqxx::nontransaction tx{c};
-    tx.exec("DROP ROLE IF EXISTS " + role);
-    tx.exec("CREATE ROLE " + role + " LOGIN CONNECTION LIMIT 1");
-    tx.exec("GRANT INSERT, SELECT ON analytics_events TO " + role);
-  }
+  const OneConnectionRole role(url);
   const std::string file = home.file("events.jsonl");
   {
     std::string content;
     for (int i = 0; i < 40000; ++i) content += event_line(i) + "\n";
     write_file(file, content);
   }
-  const std::string as_role = "postgresql://" + role + url.substr(url.find('@'));
   // Default options: two connections, the second refused by the server (53300).
-  const auto r = run_cli(home, {"--db", as_role, "ingest", "--batch-size", "1000", file}, {}, {},
+  const auto r = run_cli(home, {"--db", role.url(), "ingest", "--batch-size", "1000", file}, {}, {},
                          std::chrono::milliseconds{120000});
-  {
-    pqxx::connection c{url};
-    pqxx::nontransaction tx{c};
-    tx.exec("DROP OWNED BY " + role);
-    tx.exec("DROP ROLE " + role);
-  }
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(pg_count(url), 40000);
   const auto s = summary_of(r);

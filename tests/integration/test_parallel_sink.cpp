@@ -3,6 +3,7 @@
 #include "trackevent/sink.hpp"
 
 #include "parallel_sink.hpp"
+#include "support/fake_sink.hpp"
 #include "support/net.hpp"
 #include "support/pg.hpp"
 #include "support/pg_schema.hpp"
@@ -18,7 +19,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -168,42 +168,9 @@ TEST_F(ParallelPgSinkTest, SmallBatchesUseOneConnection) {
   EXPECT_EQ(count_rows(), 700);
 }
 
-/// A login role limited to one connection at a time, with the rights the sink needs.
-class OneConnectionRole {
- public:
-  explicit OneConnectionRole(const std::string& url)
-      : url_(url), name_("te_one_conn_" + std::to_string(::getpid())) {
-    pqxx::connection c{url_};
-    pqxx::nontransaction tx{c};
-    tx.exec("DROP ROLE IF EXISTS " + name_);
-    tx.exec("CREATE ROLE " + name_ + " LOGIN CONNECTION LIMIT 1");
-    tx.exec("GRANT INSERT, SELECT ON analytics_events TO " + name_);
-  }
-  ~OneConnectionRole() {
-    try {
-      pqxx::connection c{url_};
-      pqxx::nontransaction tx{c};
-      tx.exec("DROP OWNED BY " + name_);
-      tx.exec("DROP ROLE " + name_);
-    } catch (const std::exception&) {  // the database goes with the next run
-    }
-  }
-  OneConnectionRole(const OneConnectionRole&) = delete;
-  OneConnectionRole& operator=(const OneConnectionRole&) = delete;
-  /// The test database's URL as this role.
-  [[nodiscard]] std::string url() const {
-    const auto at = url_.find('@');
-    return "postgresql://" + name_ + url_.substr(at);
-  }
-
- private:
-  std::string url_;
-  std::string name_;
-};
-
 TEST_F(ParallelPgSinkTest, AConnectionTheServerRefusesIsSetAsideAndTheOthersWriteItsRows) {
   TRACKEVENT_REQUIRE_PG();
-  const OneConnectionRole role(url_);
+  const trackevent::test::OneConnectionRole role(url_);
   const auto s = trackevent::make_sink(trackevent::parse_database_url(role.url()), {}, 3);
   const auto events = make_events(4'000'000, 30'000);
   const std::span<const Event> all(events);
@@ -226,7 +193,7 @@ TEST_F(ParallelPgSinkTest, AConnectionTheServerRefusesIsSetAsideAndTheOthersWrit
 
 TEST_F(ParallelPgSinkTest, PipelinedBatchesOfARefusedConnectionGoToTheOneThatWorks) {
   TRACKEVENT_REQUIRE_PG();
-  const OneConnectionRole role(url_);
+  const trackevent::test::OneConnectionRole role(url_);
   const auto s = trackevent::make_sink(trackevent::parse_database_url(role.url()), {}, 2);
   auto* parallel = dynamic_cast<ParallelSink*>(s.get());
   ASSERT_NE(parallel, nullptr);
@@ -522,49 +489,14 @@ TEST(ParallelSinkSetAside, PipelinedOneConnectionUntilAWriteSucceedsThenBouncedB
   EXPECT_EQ(f.sink->set_aside_connections(), 1U);
 }
 
-/// Holds each write until open() and then succeeds, or fails after connecting (not at_connect).
-class GatedSink final : public Sink {
- public:
-  WriteResult write(std::span<const Event> batch) noexcept override {
-    std::unique_lock lock(mutex_);
-    cv_.wait(lock, [&] { return open_; });
-    WriteResult r;
-    if (fail_) {
-      r.failure = Failure{Disposition::retry, "57014", "canceling statement due to timeout"};
-    } else {
-      r.stored = batch.size();
-    }
-    return r;
-  }
-  [[nodiscard]] std::string describe() const override { return "gated"; }
-  void close() {
-    std::lock_guard lock(mutex_);
-    open_ = false;
-  }
-  void open(bool fail) {
-    {
-      std::lock_guard lock(mutex_);
-      open_ = true;
-      fail_ = fail;
-    }
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = true;
-  bool fail_ = false;
-};
-
 /// Connection 0 has written once and is now held in a write; connection 1 then fails to connect.
 /// Whether connection 1 is set aside waits for connection 0's write to show the server works.
 struct RefusedWhileAnotherWrites {
-  GatedSink* gated = nullptr;
+  trackevent::test::FakeSink* gated = nullptr;  // connection 0: holds writers at its gate
   std::unique_ptr<ParallelSink> sink;
   RefusedWhileAnotherWrites() {
     std::vector<std::unique_ptr<Sink>> inner;
-    auto g = std::make_unique<GatedSink>();
+    auto g = std::make_unique<trackevent::test::FakeSink>();
     gated = g.get();
     inner.push_back(std::move(g));
     inner.push_back(std::make_unique<RefusingSink>());
@@ -575,7 +507,7 @@ struct RefusedWhileAnotherWrites {
     sink->submit(batch(0));
     auto first = sink->next_done(10s);
     EXPECT_TRUE(first && first->result.ok());
-    gated->close();
+    gated->close_gate();
     sink->submit(batch(100));  // connection 0, held
     EXPECT_TRUE(sink->has_free_lane());
     sink->submit(batch(200));  // connection 1, refused
@@ -587,7 +519,7 @@ TEST(ParallelSinkSetAside, ARefusedBatchWaitsForTheOtherWriteAndMovesWhenItSucce
   // Connection 1's refusal is known at once, but whether the server works is not.
   EXPECT_FALSE(f.sink->next_done(300ms).has_value());
   EXPECT_EQ(f.sink->set_aside_connections(), 0U);
-  f.gated->open(/*fail=*/false);
+  f.gated->open_gate();
   for (int i = 0; i < 2; ++i) {
     auto d = f.sink->next_done(10s);
     ASSERT_TRUE(d.has_value());
@@ -602,7 +534,9 @@ TEST(ParallelSinkSetAside, WhenTheOtherWriteFailsTooTheRefusalIsTheBatchsFailure
   // opened. Neither is set aside; both batches fail, for the dispatcher's retry rules.
   RefusedWhileAnotherWrites f;
   EXPECT_FALSE(f.sink->next_done(300ms).has_value());
-  f.gated->open(/*fail=*/true);
+  // The held write fails after connecting (not at_connect).
+  f.gated->fail_next(1, Failure{Disposition::retry, "57014", "canceling statement due to timeout"});
+  f.gated->open_gate();
   std::vector<std::string> sqlstates;
   for (int i = 0; i < 2; ++i) {
     auto d = f.sink->next_done(10s);

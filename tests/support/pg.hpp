@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <exception>
 #include <string>
 
 namespace trackevent::test {
@@ -34,5 +37,38 @@ inline std::string fresh_database(const std::string& name) {
   std::string url = pg_admin_url();
   return url.substr(0, url.rfind('/') + 1) + name;
 }
+
+/// A login role limited to one connection at a time (CONNECTION LIMIT 1), allowed to INSERT
+/// into and SELECT from analytics_events of the database at `url`; dropped again at the end.
+class OneConnectionRole {
+ public:
+  explicit OneConnectionRole(const std::string& url)
+      : url_(url), name_("te_one_conn_" + std::to_string(::getpid())) {
+    pqxx::connection c{url_};
+    pqxx::nontransaction tx{c};
+    tx.exec("DROP ROLE IF EXISTS " + name_);
+    tx.exec("CREATE ROLE " + name_ + " LOGIN CONNECTION LIMIT 1");
+    tx.exec("GRANT INSERT, SELECT ON analytics_events TO " + name_);
+  }
+  ~OneConnectionRole() {
+    try {
+      pqxx::connection c{url_};
+      pqxx::nontransaction tx{c};
+      tx.exec("DROP OWNED BY " + name_);
+      tx.exec("DROP ROLE " + name_);
+    } catch (const std::exception&) {  // the test server goes away after the run
+    }
+  }
+  OneConnectionRole(const OneConnectionRole&) = delete;
+  OneConnectionRole& operator=(const OneConnectionRole&) = delete;
+  /// The database's URL as this role.
+  [[nodiscard]] std::string url() const {
+    return "postgresql://" + name_ + url_.substr(url_.find('@'));
+  }
+
+ private:
+  std::string url_;
+  std::string name_;
+};
 
 }  // namespace trackevent::test
