@@ -5,6 +5,7 @@
 #include "spool.hpp"
 
 #include "fs_util.hpp"
+#include "sqlite_util.hpp"
 
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
@@ -256,7 +257,11 @@ class SqliteSpool final : public Spool {
       if (!options_.checkpoint_on_close) {
         sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
       }
-      exec("PRAGMA journal_mode=WAL");
+      try {
+        set_wal_mode(db_, /*in_memory=*/false, options_.busy_timeout);
+      } catch (const std::exception& e) {
+        throw SpoolError("spool " + path_.string() + ": PRAGMA journal_mode=WAL: " + e.what());
+      }
       exec(options_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
       // Keep a drained spool small: truncate the WAL back to 4 MiB after checkpoints.
       exec("PRAGMA journal_size_limit=4194304");

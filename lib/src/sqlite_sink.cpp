@@ -66,30 +66,6 @@ SqliteDb open_db(const std::string& path, int flags, std::chrono::milliseconds b
   return db;
 }
 
-/// Switches to WAL. Converting a fresh file needs an exclusive lock, and SQLite reports BUSY at
-/// once instead of calling the busy handler when another opener holds a lock, so this retries
-/// for up to the busy timeout.
-void set_wal_mode(sqlite3* db, bool in_memory, std::chrono::milliseconds busy_timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + busy_timeout;
-  SqliteStmt stmt = sqlite_prepare(db, "PRAGMA journal_mode = WAL");
-  for (;;) {
-    const int rc = sqlite3_step(stmt.get());
-    if (rc == SQLITE_ROW) {
-      const auto* mode = reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 0));
-      const std::string got = mode ? mode : "";
-      if (got == "wal" || (in_memory && got == "memory")) return;
-      throw std::runtime_error("journal_mode is " + got + ", not wal");
-    }
-    const int primary = rc & 0xff;
-    if ((primary != SQLITE_BUSY && primary != SQLITE_LOCKED) ||
-        std::chrono::steady_clock::now() >= deadline) {
-      throw SqliteError(rc, sqlite_message(db, rc));
-    }
-    sqlite3_reset(stmt.get());
-    std::this_thread::sleep_for(std::chrono::milliseconds{5});
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 
 /// SQLite result code -> what the dispatcher should do with the batch.
@@ -225,6 +201,27 @@ class SqliteSink final : public Sink {
 
 // ---------------------------------------------------------------------------------------------
 // sqlite_util.hpp
+
+void set_wal_mode(sqlite3* db, bool in_memory, std::chrono::milliseconds busy_timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + busy_timeout;
+  SqliteStmt stmt = sqlite_prepare(db, "PRAGMA journal_mode = WAL");
+  for (;;) {
+    const int rc = sqlite3_step(stmt.get());
+    if (rc == SQLITE_ROW) {
+      const auto* mode = reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 0));
+      const std::string got = mode ? mode : "";
+      if (got == "wal" || (in_memory && got == "memory")) return;
+      throw std::runtime_error("journal_mode is " + got + ", not wal");
+    }
+    const int primary = rc & 0xff;
+    if ((primary != SQLITE_BUSY && primary != SQLITE_LOCKED) ||
+        std::chrono::steady_clock::now() >= deadline) {
+      throw SqliteError(rc, sqlite_message(db, rc));
+    }
+    sqlite3_reset(stmt.get());
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+}
 
 std::string sqlite_message(sqlite3* db, int rc) {
   std::string out = "sqlite: ";

@@ -40,6 +40,12 @@ void sqlite_exec(sqlite3* db, const char* sql);
 /// Prepares one statement; throws SqliteError.
 [[nodiscard]] SqliteStmt sqlite_prepare(sqlite3* db, std::string_view sql);
 
+/// Switches `db` to WAL (`in_memory`: "memory" is accepted too). Converting a fresh file needs an
+/// exclusive lock, and SQLite reports BUSY at once instead of calling the busy handler when
+/// another opener holds a lock, so this retries for up to `busy_timeout`. Throws SqliteError
+/// (or std::runtime_error when SQLite keeps another journal mode).
+void set_wal_mode(sqlite3* db, bool in_memory, std::chrono::milliseconds busy_timeout);
+
 /// Opens (creating it if needed) the store at `path`: missing parent directories are made with
 /// mode 0700 and a new file with mode 0600; then busy timeout, WAL and synchronous=NORMAL.
 /// Throws std::runtime_error naming the path and the reason.
