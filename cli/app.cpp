@@ -97,7 +97,8 @@ int run(int argc, char** argv) {
   app.footer(
       "Exit status: 0 every event accepted (stored or spooled), 64 usage error, 65 some input "
       "rejected, 69 database unreachable (migrate, flush, --strict), 74 events lost, 75 flush "
-      "timed out with events left.");
+      "timed out with events left. Stopped by SIGINT or SIGTERM, ingest, send and flush finish "
+      "(flush, spool, summary) and then die of that signal: 130 (SIGINT) or 143 (SIGTERM).");
   GlobalOptions global;
   setup_globals(app, global);
   app.require_subcommand(1);
@@ -120,14 +121,18 @@ int run(int argc, char** argv) {
   init_logging(global);
   for (const auto& [sub, runner] : runners) {
     if (!sub->parsed()) continue;
+    int status = exit_code::failure;
     try {
-      return runner(global);
+      status = runner(global);
     } catch (const std::exception& e) {
       // The library reports failures as values; this is the last line of defence (e.g. an
       // unusable SQLite path when the Tracker opens its sink).
       log::error("command failed", {{"command", sub->get_name()}, {"err", e.what()}});
-      return exit_code::failure;
     }
+    // Stopped by SIGINT/SIGTERM (ingest, send, flush): the command has flushed, spooled and
+    // written its summary; now die of that signal, so $? is 130 or 143 whatever `status` says.
+    end_by_stop_signal();
+    return status;
   }
   return exit_code::usage;  // unreachable: require_subcommand(1)
 }

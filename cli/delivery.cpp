@@ -52,7 +52,21 @@ void log_summary(const RunCounts& c) {
       {"blank", c.blank},
       {"elapsed_ms", c.elapsed_ms},
   };
-  if (c.interrupted) fields["interrupted"] = true;
+  if (c.interrupted) {
+    fields["interrupted"] = true;
+    if (c.unread) {
+      if (!c.unread->source.empty()) {
+        fields["unread_source"] = c.unread->source;
+        fields["unread_offset"] = c.unread->offset;
+      }
+      if (c.unread->bytes) {
+        fields["unread_bytes"] = *c.unread->bytes;
+      } else {
+        fields["unread_bytes"] = "unknown";
+      }
+      fields["unread_files"] = c.unread->files;
+    }
+  }
   if (!c.database.empty()) fields["database"] = c.database;
   // Report rate-limited lines now, so the summary is the last line a script has to look at.
   log::flush_suppressed();

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace trackevent::cli {
@@ -20,6 +21,20 @@ namespace trackevent::cli {
 /// second SIGINT/SIGTERM asks to stop at once. Returns the last flush's result.
 FlushResult finish_delivery(Tracker& tracker, std::chrono::milliseconds timeout);
 
+/// Where an interrupted ingest stopped reading, for the summary line.
+struct UnreadInput {
+  /// The input it stopped in (its path, or "stdin"); empty when every input was read.
+  std::string source;
+  /// Where unread input starts in `source`: the file offset for a regular file (so
+  /// `tail -c +$((offset+1))` resumes), else the bytes of the stream taken before the stop.
+  std::uint64_t offset = 0;
+  /// Bytes not read: the rest of `source` and every input not started; nullopt when unknown (a
+  /// pipe or terminal among them).
+  std::optional<std::uint64_t> bytes = 0;
+  /// Inputs after `source` not started.
+  std::uint64_t files = 0;
+};
+
 /// What one run did, for the summary line and the exit status.
 struct RunCounts {
   std::uint64_t read = 0;      ///< non-blank input lines (or events given on the command line)
@@ -30,7 +45,9 @@ struct RunCounts {
   /// --strict (without --durable, which spools by design): anything spooled means the database
   /// could not take it.
   bool strict = false;
-  bool interrupted = false;
+  bool interrupted = false;  ///< a SIGINT or SIGTERM arrived
+  /// ingest, when interrupted: what it left unread (the summary's unread_* fields).
+  std::optional<UnreadInput> unread;
   std::int64_t elapsed_ms = 0;
   std::string database;  ///< password-free, empty for --check
 };

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -29,15 +30,31 @@ void LineReader::emit_consumed() noexcept {
   consumed_from_ = pos_;
 }
 
+bool LineReader::stop_requested() const { return hooks_.should_stop && hooks_.should_stop(); }
+
+LineReader::Status LineReader::stop() noexcept {
+  // Echo what was handed out, but not the start of an unterminated line: that stays unread.
+  const std::size_t handed = std::max(consumed_from_, line_start_);
+  if (hooks_.on_consumed && handed > consumed_from_) {
+    hooks_.on_consumed(std::string_view{chunk_.data() + consumed_from_, handed - consumed_from_});
+  }
+  consumed_from_ = handed;
+  return final_ = Status::stopped;
+}
+
 LineReader::Fill LineReader::fill() {
+  // Before anything is echoed or read: at a stop, a line held unfinished stays unread.
+  if (stop_requested()) return Fill::stopped;
   emit_consumed();
-  pos_ = end_ = consumed_from_ = 0;
+  pos_ = end_ = consumed_from_ = line_start_ = 0;
   for (;;) {
-    if (hooks_.should_stop && hooks_.should_stop()) return Fill::stopped;
     if (wait_with_poll_) {
       pollfd p{fd_, POLLIN, 0};
       const int ready = ::poll(&p, 1, kPollMillis);
-      if (ready == 0 || (ready < 0 && errno == EINTR)) continue;
+      if (ready == 0 || (ready < 0 && errno == EINTR)) {
+        if (stop_requested()) return Fill::stopped;
+        continue;
+      }
       if (ready < 0) {
         error_ = std::strerror(errno);
         return Fill::error;
@@ -51,7 +68,10 @@ LineReader::Fill LineReader::fill() {
       return Fill::data;
     }
     if (n == 0) return Fill::end;
-    if (errno == EINTR) continue;
+    if (errno == EINTR) {
+      if (stop_requested()) return Fill::stopped;
+      continue;
+    }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       wait_with_poll_ = true;  // a non-blocking descriptor: wait in poll instead of spinning
       continue;
@@ -63,6 +83,9 @@ LineReader::Fill LineReader::fill() {
 
 LineReader::Status LineReader::finish_line(std::string_view tail, Line& line) {
   ++line_number_;
+  // Everything up to pos_ (past this line's newline, or the end of input) is handed out now.
+  handed_out_ = bytes_read_ - end_ + pos_;
+  line_start_ = pos_;
   line = Line{};
   line.number = line_number_;
   in_line_ = false;
@@ -99,10 +122,6 @@ LineReader::Status LineReader::next(Line& line) {
   if (final_ != Status::line) return final_;
   // partial_ held the previous line when it spanned chunks; it is free again now.
   if (!in_line_) partial_.clear();
-  if (hooks_.should_stop && hooks_.should_stop()) {
-    emit_consumed();
-    return final_ = Status::stopped;
-  }
   for (;;) {
     if (pos_ == end_) {
       switch (fill()) {
@@ -113,11 +132,13 @@ LineReader::Status LineReader::next(Line& line) {
           if (in_line_) return finish_line({}, line);
           return final_ = Status::end;
         case Fill::stopped:
-          return final_ = Status::stopped;
+          return stop();
         case Fill::error:
           return final_ = Status::error;
       }
     }
+    // A complete line in memory is handed out even after a stop was requested: on a pipe, the
+    // producer cannot send it again.
     const char* begin = chunk_.data() + pos_;
     const std::size_t available = end_ - pos_;
     const auto* newline = static_cast<const char*>(std::memchr(begin, '\n', available));
@@ -126,7 +147,9 @@ LineReader::Status LineReader::next(Line& line) {
       pos_ += length + 1;
       return finish_line(std::string_view{begin, length}, line);
     }
-    // No newline in what is left of the chunk: keep it (bounded) and read more.
+    // The rest of the chunk starts (or continues) an unterminated line: at a stop it stays unread.
+    if (stop_requested()) return stop();
+    // Keep it (bounded) and read more.
     in_line_ = true;
     pos_ = end_;
     if (skipping_) {

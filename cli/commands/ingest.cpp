@@ -28,7 +28,8 @@ struct Input {
   std::string name;  // the "source" of rejection log lines: the path as given, or "stdin"
   int fd = -1;
   bool regular = false;
-  std::uint64_t size = 0;  // bytes to read, for regular files (progress ETA)
+  std::uint64_t size = 0;   // bytes to read, for regular files (progress ETA)
+  std::uint64_t start = 0;  // regular files: the offset reading starts at (stdin may be past 0)
   bool owned = false;
   Input() = default;
   Input(const Input&) = delete;
@@ -72,6 +73,10 @@ bool open_inputs(const IngestOptions& options, std::vector<std::unique_ptr<Input
     }
     input->regular = is_regular(input->fd);
     input->size = input->regular ? bytes_left(input->fd) : 0;
+    if (input->regular) {
+      const off_t at = ::lseek(input->fd, 0, SEEK_CUR);
+      input->start = at > 0 ? static_cast<std::uint64_t>(at) : 0;
+    }
     inputs.push_back(std::move(input));
   }
   return true;
@@ -92,8 +97,35 @@ Limits limits_from(const IngestOptions& o) {
   return limits;
 }
 
+/// What a stop in inputs[at], after `handed_out` bytes of it were handed out as lines, left
+/// unread: the rest of that input and every later one.
+UnreadInput unread_after_stop(const std::vector<std::unique_ptr<Input>>& inputs, std::size_t at,
+                              std::uint64_t handed_out) {
+  UnreadInput unread;
+  const Input& input = *inputs[at];
+  unread.source = input.name;
+  unread.offset = input.start + handed_out;
+  unread.files = inputs.size() - at - 1;
+  struct stat st {};
+  if (input.regular && ::fstat(input.fd, &st) == 0) {
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    unread.bytes = size > unread.offset ? size - unread.offset : 0;
+  } else {
+    unread.bytes.reset();  // a pipe or terminal: what the producer still had is unknown
+  }
+  for (std::size_t i = at + 1; i < inputs.size() && unread.bytes; ++i) {
+    if (inputs[i]->regular) {
+      *unread.bytes += bytes_left(inputs[i]->fd);  // not started: its offset has not moved
+    } else {
+      unread.bytes.reset();
+    }
+  }
+  return unread;
+}
+
 /// Reads every input line by line, handing each parsed line to `accept` (an Event) or logging
-/// its rejection. Stops early on SIGINT/SIGTERM. Returns false on a read error.
+/// its rejection. Stops early on SIGINT/SIGTERM, once the complete lines already read are handled,
+/// and records in `counts` what was left unread. Returns false on a read error.
 template <typename Accept>
 bool read_inputs(const std::vector<std::unique_ptr<Input>>& inputs, const IngestOptions& options,
                  const ParseOptions& parse_options, Tee* tee, Progress* progress, RunCounts& counts,
@@ -103,7 +135,8 @@ bool read_inputs(const std::vector<std::unique_ptr<Input>>& inputs, const Ingest
   if (tee != nullptr) hooks.on_consumed = [tee](std::string_view bytes) { tee->write(bytes); };
 
   std::uint64_t bytes_before = 0;  // read from the inputs already finished
-  for (const auto& input : inputs) {
+  for (std::size_t at = 0; at < inputs.size(); ++at) {
+    const auto& input = inputs[at];
     LineReader reader{input->fd, options.max_line_bytes, hooks};
     LineReader::Line line;
     for (;;) {
@@ -114,6 +147,7 @@ bool read_inputs(const std::vector<std::unique_ptr<Input>>& inputs, const Ingest
       if (status == LineReader::Status::end) break;
       if (status == LineReader::Status::stopped) {
         counts.interrupted = true;
+        counts.unread = unread_after_stop(inputs, at, reader.bytes_handed_out());
         return true;
       }
       if (status == LineReader::Status::error) {
@@ -257,8 +291,12 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
   Progress* shown = progress ? &*progress : nullptr;
 
   RunCounts counts;
+  bool read_ok = true;
   const auto finish = [&] {
     if (progress) progress->finish();
+    // A signal after the last input was read (say, during the final flush) left nothing unread.
+    counts.interrupted = counts.interrupted || stop_signals() > 0;
+    if (counts.interrupted && !counts.unread && read_ok) counts.unread.emplace();
     counts.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - started)
                             .count();
@@ -267,10 +305,10 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
   };
 
   if (o.check) {
-    const bool ok = read_inputs(inputs, o, parse_options, tee ? &*tee : nullptr, shown, counts,
-                                [&](Event&&) { ++counts.accepted; });
+    read_ok = read_inputs(inputs, o, parse_options, tee ? &*tee : nullptr, shown, counts,
+                          [&](Event&&) { ++counts.accepted; });
     const int status = finish();
-    return ok ? status : exit_code::failure;
+    return read_ok ? status : exit_code::failure;
   }
 
   const auto resolved = database_target(global);
@@ -298,7 +336,6 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
   options.limits = parse_options.limits;
   counts.strict = o.strict && !o.durable;
 
-  bool read_ok = true;
   {
     std::unique_ptr<Tracker> tracker;
     {
@@ -321,7 +358,6 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
     if (tee) tee->release_held();  // lines never made durable: delivered now, or counted lost
     counts.rejected += counts.stats.rejected;
   }
-  counts.interrupted = counts.interrupted || stop_signals() > 0;
   const int status = finish();
   if (!read_ok && status == exit_code::ok) return exit_code::failure;
   return status;

@@ -266,6 +266,9 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
     counts.rejected += counts.stats.rejected;
     tracker.reset();
   }
+  // A SIGINT/SIGTERM did not cut delivery short (a second one does); the summary says it came,
+  // and the process then dies of it (see end_by_stop_signal()).
+  counts.interrupted = stop_signals() > 0;
   counts.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now() - started)
                           .count();

@@ -35,7 +35,8 @@ Dispatcher::Dispatcher(std::shared_ptr<TrackerState> state)
                s_.options.durable
                    ? std::min<Clock::duration>(s_.options.flush_interval, kGroupInterval)
                    : Clock::duration{s_.options.flush_interval}),
-      retry_backoff_(kFirstRetry, kMaxRetryDelay, s_.options.jitter) {
+      retry_backoff_(kFirstRetry, kMaxRetryDelay, s_.options.jitter),
+      row_cap_(std::max<std::size_t>(s_.options.batch_size, 1)) {
   pending_.reserve(std::max<std::size_t>(s_.options.batch_size, 1));
   if (!s_.options.durable) lanes_ = dynamic_cast<ParallelSink*>(s_.sink.get());
 }
@@ -44,6 +45,11 @@ void Dispatcher::run() noexcept {
   for (;;) {
     try {
       if (!step()) break;
+    } catch (const TakenOver&) {
+      // close() took our events over and returned: count nothing, report nothing. The state
+      // (and so the sink) stays alive through our reference until pipelined writes return.
+      wait_out_lanes();
+      break;
     } catch (const std::exception& e) {
       report(log::Level::error, "dispatcher.exception", "dispatcher error", {{"err", e.what()}},
              {"dispatcher error", e.what(), "", pending_.size()});
@@ -118,6 +124,7 @@ bool Dispatcher::step_durable() {
     spool_everything_left();
     for (auto& m : sync_markers_) m->complete(false);
     sync_markers_.clear();
+    reconcile_backlog();  // close() counts what is left as spooled: only what really is
     return false;
   }
 
@@ -152,11 +159,15 @@ bool Dispatcher::step_durable() {
   if (s_.durable_backlog.load() > 0 && now >= next_backlog_poll_) drain_due_ = true;
   if (drain_due_ && !(failing_ && now < next_probe_)) {
     next_backlog_poll_ = now + std::chrono::milliseconds{100};
+    // Nothing uncommitted in our hands while we write (close() may take over then).
+    if (!pending_.empty()) commit_group();
     drain_spool_once();
   }
 
   if (pending_.empty() && backlog_settled()) complete_markers();
-  return !(stopping && tried_pop && popped == 0 && pending_.empty() && backlog_settled());
+  const bool done = stopping && tried_pop && popped == 0 && pending_.empty() && backlog_settled();
+  if (done) reconcile_backlog();
+  return !done;
 }
 
 // Our spooled events are delivered, or cannot be for now (they stay spooled, which is settled).
@@ -182,8 +193,9 @@ void Dispatcher::commit_group() {
   batcher_.reset();
   std::string error;
   // One transaction per group (at most kGroupMax events): the fsync is shared by the group.
-  if (s_.spool.append(*batch, error)) {
-    for (const auto& e : *batch) own_.insert(e.event_id);
+  std::pair<std::int64_t, std::int64_t> rows;
+  if (s_.spool.append(*batch, error, rows)) {
+    own_rows_.push_back(rows);
     s_.durable_backlog.fetch_add(static_cast<std::int64_t>(batch->size()));
     settle(batch->size());
     drain_due_ = true;
@@ -212,7 +224,8 @@ void Dispatcher::send_pending() {
 void Dispatcher::submit(Batch batch) {
   s_.add_in_flight(batch);  // while it waits for a connection, close() may take it over
   while (!lanes_->has_free_lane() && lane_failed_.empty()) reap(true);
-  if (lane_failed_.empty() && !failing_ && !s_.past_deadline()) {
+  // A batch over the rows-per-statement cap (see note_timeouts) goes the synchronous way.
+  if (lane_failed_.empty() && !failing_ && !s_.past_deadline() && batch->size() <= row_cap_) {
     lanes_->submit(std::move(batch));  // in flight until reap() takes its result
     return;
   }
@@ -223,7 +236,14 @@ void Dispatcher::submit(Batch batch) {
 void Dispatcher::reap(bool wait) {
   for (;;) {
     if (lanes_->outstanding() == 0) return;
-    auto done = lanes_->next_done(wait ? kLaneWait : Clock::duration::zero());
+    std::optional<ParallelSink::Done> done;
+    if (wait) {
+      s_.park();  // every batch a connection writes is registered in flight
+      done = lanes_->next_done(kLaneWait);
+      s_.unpark();
+    } else {
+      done = lanes_->next_done(Clock::duration::zero());
+    }
     if (!done) {
       if (wait) continue;
       return;
@@ -251,11 +271,12 @@ void Dispatcher::settle_lanes() {
 }
 
 void Dispatcher::deliver(const Batch& batch, std::optional<WriteResult> first) {
-  // A pipelined batch comes here still registered in flight, with its failed write's result.
-  const bool registered = first.has_value();
+  // Registered in flight for the whole delivery (a pipelined batch already is), retry pauses
+  // included, so close() can take it over whenever we block.
+  if (!first) s_.add_in_flight(batch);
   const std::span<const Event> all{*batch};
   const auto spool_unless_taken = [&](std::string_view why) {
-    if (!registered || s_.release_in_flight(batch)) spool_events(all, why);
+    if (s_.release_in_flight(batch)) spool_events(all, why);
   };
   if (s_.past_deadline()) {
     spool_unless_taken("shutdown deadline passed");
@@ -269,29 +290,19 @@ void Dispatcher::deliver(const Batch& batch, std::optional<WriteResult> first) {
   for (unsigned attempt = 1;; ++attempt) {
     Outcome out;
     if (first) {  // the pipelined write was this batch's first attempt
+      note_timeouts(*first, all.size());
       take_result(all, *std::exchange(first, std::nullopt), out);
     } else {
-      s_.add_in_flight(batch);
-      write_isolating(all, out);
+      write_capped(all, out);
     }
-    // close() gave up on this write and spooled the batch itself; nothing left to count here.
-    if (!s_.release_in_flight(batch)) return;
-    Counters::add(s_.counters.stored, out.stored);
-    Counters::add(s_.counters.duplicates, out.duplicates);
     std::size_t unsent = 0;
     for (const auto part : out.unsent) unsent += part.size();
-    settle(all.size() - unsent);  // stored, duplicates and dead-lettered rows
-    if (unsent == 0) {
-      sink_succeeded();
-      return;
-    }
-
-    const Failure& failure = *out.failure;
-    const bool nothing_written = out.unsent.size() == 1 && out.unsent[0].size() == all.size();
-    const bool retry = failure.disposition == Disposition::retry && nothing_written && !failing_ &&
-                       attempt < kMaxAttempts && s_.clock->now() - first_attempt < kMaxRetryTime &&
-                       !s_.past_deadline();
+    const bool nothing_written = unsent == all.size();
+    const bool retry = unsent > 0 && out.failure->disposition == Disposition::retry &&
+                       nothing_written && !failing_ && attempt < kMaxAttempts &&
+                       s_.clock->now() - first_attempt < kMaxRetryTime && !s_.past_deadline();
     if (retry) {
+      const Failure& failure = *out.failure;
       Counters::add(s_.counters.retries);
       const auto delay = retry_backoff_.next();
       log::write_limited(log::Level::warn, "sink.retry", "batch write failed; retrying",
@@ -301,13 +312,37 @@ void Dispatcher::deliver(const Batch& batch, std::optional<WriteResult> first) {
                           {"sqlstate", failure.sqlstate},
                           {"err", failure.message}});
       s_.pause(delay);
+      if (s_.past_deadline()) {  // shutdown cut the pause short: no more attempts
+        spool_unless_taken("shutdown deadline passed");
+        return;
+      }
       continue;
     }
-
+    // close() took the batch over (and counted it) while we were not looking: nothing to count.
+    if (!s_.release_in_flight(batch)) return;
+    count(out);
     // Spool first: the events must not depend on the reporting (and its callback) succeeding.
     for (const auto part : out.unsent) spool_events(part, "sink failed");
-    sink_failed(failure, unsent);
+    spool_undead(out);
+    settle(all.size() - unsent - out.dead_failed.size());  // stored, duplicates, dead-lettered
+    if (unsent == 0) {
+      sink_succeeded();
+      return;
+    }
+    sink_failed(*out.failure, unsent);
     return;
+  }
+}
+
+void Dispatcher::count(const Outcome& out) {
+  Counters::add(s_.counters.stored, out.stored);
+  Counters::add(s_.counters.duplicates, out.duplicates);
+  Counters::add(s_.counters.rejected_by_db, out.dead_lettered);
+}
+
+void Dispatcher::spool_undead(const Outcome& out) {
+  for (const Event* e : out.dead_failed) {
+    spool_events(std::span<const Event>(e, 1), "dead-letter file not writable");
   }
 }
 
@@ -315,13 +350,96 @@ WriteResult Dispatcher::write_once(std::span<const Event> batch) {
   if (!s_.sink) {
     return WriteResult{0, 0, Failure{Disposition::hold, "", "no database sink could be opened"}};
   }
+  renew_claim();
+  WriteResult result;
+  s_.park();  // what we hold is registered in flight (or in the spool): close() may take over
   try {
-    return s_.sink->write(batch);
+    result = s_.sink->write(batch);
   } catch (const std::exception& e) {
     // Sinks promise not to throw; if one does, treat it as a transient failure.
-    return WriteResult{0, 0, Failure{Disposition::retry, "", e.what()}};
+    result = WriteResult{0, 0, Failure{Disposition::retry, "", e.what()}};
   } catch (...) {
-    return WriteResult{0, 0, Failure{Disposition::retry, "", "sink threw an unknown exception"}};
+    result = WriteResult{0, 0, Failure{Disposition::retry, "", "sink threw an unknown exception"}};
+  }
+  s_.unpark();
+  note_timeouts(result, batch.size());
+  return result;
+}
+
+void Dispatcher::write_capped(std::span<const Event> batch, Outcome& out) {
+  const std::size_t cap = std::max<std::size_t>(row_cap_, 1);
+  while (!batch.empty()) {
+    const auto part = batch.first(std::min(cap, batch.size()));
+    write_isolating(part, out);
+    batch = batch.subspan(part.size());
+  }
+}
+
+void Dispatcher::note_timeouts(const WriteResult& result, std::size_t rows) {
+  if (result.ok()) {
+    // A statement as large as the cap went through: allow twice as many again. (A smaller one
+    // proves nothing about the size that timed out.)
+    if (rows >= row_cap_) {
+      timeouts_in_a_row_ = 0;
+      row_cap_ = std::min(std::max<std::size_t>(s_.options.batch_size, 1), row_cap_ * 2);
+    }
+    return;
+  }
+  if (result.failure->sqlstate != "57014") return;
+  // A batch that keeps exceeding statement_timeout would be retried and replayed from the spool
+  // forever at the same size: from the second timeout in a row, write fewer rows per statement.
+  if (++timeouts_in_a_row_ < 2 || row_cap_ <= 1) return;
+  row_cap_ = std::max<std::size_t>(std::min(row_cap_, rows) / 2, 1);
+  log::write_limited(log::Level::warn, "sink.statement_timeout",
+                     "batches keep exceeding the statement timeout; writing fewer rows per "
+                     "statement",
+                     {{"rows_per_statement", row_cap_}, {"err", result.failure->message}});
+}
+
+void Dispatcher::renew_claim() {
+  if (claim_ids_.empty()) return;
+  const auto now = s_.clock->now();
+  if (now - claim_renewed_ < claim_lease_ / 2) return;
+  // Isolating bad rows in a large claimed batch may outlast the lease: keep the rows ours.
+  s_.spool.extend(claim_ids_, std::chrono::duration_cast<std::chrono::seconds>(claim_lease_));
+  claim_renewed_ = now;
+}
+
+bool Dispatcher::is_own(std::int64_t spool_id) const {
+  // Ranges are appended in increasing order: the last one starting at or before the id.
+  const auto after = std::upper_bound(
+      own_rows_.begin(), own_rows_.end(), spool_id,
+      [](std::int64_t id, const std::pair<std::int64_t, std::int64_t>& r) { return id < r.first; });
+  return after != own_rows_.begin() && spool_id <= std::prev(after)->second;
+}
+
+// Nothing to claim, yet our events are not all delivered: others hold them under lease, or have
+// delivered them (a concurrent `trackevent flush`, another durable process). Count what is left.
+void Dispatcher::reconcile_backlog() {
+  if (own_rows_.empty() || s_.durable_backlog.load() <= 0) {
+    own_rows_.clear();
+    return;
+  }
+  std::int64_t left = 0;
+  std::vector<std::pair<std::int64_t, std::int64_t>> still;
+  for (const auto& r : own_rows_) {
+    const std::int64_t n = s_.spool.count_between(r.first, r.second);
+    if (n < 0) return;  // cannot tell now; try again at the next poll
+    if (n > 0) still.push_back(r);
+    left += n;
+  }
+  own_rows_ = std::move(still);
+  // They left the spool, which only delivery or a dead-letter line makes them do.
+  const std::int64_t gone = s_.durable_backlog.load() - left;
+  if (gone > 0) Counters::add(s_.counters.stored, static_cast<std::uint64_t>(gone));
+  s_.durable_backlog.store(left);
+}
+
+void Dispatcher::wait_out_lanes() noexcept {
+  if (lanes_ == nullptr) return;
+  try {
+    while (lanes_->outstanding() > 0) (void)lanes_->next_done(kLaneWait);
+  } catch (...) {
   }
 }
 
@@ -349,9 +467,12 @@ void Dispatcher::take_result(std::span<const Event> batch, WriteResult result, O
     return;
   }
   if (batch.size() == 1) {
-    dead_letter(batch.front(), *result.failure);
-    ++out.dead_lettered;
-    out.dead.push_back(&batch.front());
+    if (dead_letter(batch.front(), *result.failure)) {
+      ++out.dead_lettered;
+      out.dead.push_back(&batch.front());
+    } else {
+      out.dead_failed.push_back(&batch.front());  // its only copy stays with us, then the spool
+    }
     return;
   }
   const std::size_t half = batch.size() / 2;
@@ -359,19 +480,27 @@ void Dispatcher::take_result(std::span<const Event> batch, WriteResult result, O
   write_isolating(batch.subspan(half), out);
 }
 
-void Dispatcher::dead_letter(const Event& event, const Failure& failure) {
+bool Dispatcher::dead_letter(const Event& event, const Failure& failure) {
   std::string error;
   const bool kept = s_.spool.dead_letter(event, failure.message, failure.sqlstate, error);
-  Counters::add(s_.counters.rejected_by_db);
   log::Fields fields{{"event_id", event.event_id.to_string()},
                      {"event_name", event.event_name},
                      {"org_id", event.org_id},
                      {"user_id", user_id_json(event)},
                      {"sqlstate", failure.sqlstate},
                      {"err", failure.message}};
-  if (!kept) fields["dead_letter_err"] = error;
+  if (!kept) {
+    fields["dead_letter_err"] = error;
+    report(log::Level::critical, "sink.bad_row_kept",
+           "database refused an event and the dead-letter file cannot take it; keeping it in "
+           "the spool",
+           std::move(fields),
+           {"failed to record analytics event", failure.message, failure.sqlstate, 1});
+    return false;
+  }
   report(log::Level::error, "sink.bad_row", "failed to record analytics event", std::move(fields),
          {"failed to record analytics event", failure.message, failure.sqlstate, 1});
+  return true;
 }
 
 void Dispatcher::sink_failed(const Failure& failure, std::size_t events) {
@@ -413,25 +542,48 @@ void Dispatcher::drain_spool_once() {
   drain_due_ = false;
   if (!s_.sink || (failing_ && s_.clock->now() < next_probe_)) return;
   const auto lease = s_.options.durable ? kDurableLease : kSpoolLease;
-  auto claimed = s_.spool.claim(std::max<std::size_t>(s_.options.batch_size, 1), lease);
-  if (claimed.empty()) return;
+  const std::size_t most = std::min(std::max<std::size_t>(s_.options.batch_size, 1), row_cap_);
+  auto claimed = s_.spool.claim(most, lease);
+  if (claimed.empty()) {
+    reconcile_backlog();
+    return;
+  }
   settle_lanes();  // the sink is used synchronously below
 
   std::vector<Event> events;
   events.reserve(claimed.size());
-  for (auto& c : claimed) events.push_back(std::move(c.event));
+  claim_ids_.clear();
+  for (auto& c : claimed) {
+    events.push_back(std::move(c.event));
+    claim_ids_.push_back(c.spool_id);
+  }
+  claim_lease_ = lease;
+  claim_renewed_ = s_.clock->now();
   Outcome out;
-  write_isolating(events, out);
+  try {
+    write_capped(events, out);
+  } catch (...) {
+    claim_ids_.clear();
+    throw;
+  }
+  claim_ids_.clear();
 
-  std::vector<bool> unsent(events.size(), false);
+  // Each claimed row: delivered (remove it), not written (give it back), or refused with no
+  // dead-letter line to show for it (keep it claimed: nobody retries it before the lease ends).
+  enum class Fate : unsigned char { done, back, keep };
+  std::vector<Fate> fate(events.size(), Fate::done);
   for (const auto part : out.unsent) {
     const auto first = static_cast<std::size_t>(part.data() - events.data());
-    std::fill_n(unsent.begin() + static_cast<std::ptrdiff_t>(first), part.size(), true);
+    std::fill_n(fate.begin() + static_cast<std::ptrdiff_t>(first), part.size(), Fate::back);
+  }
+  for (const Event* e : out.dead_failed) {
+    fate[static_cast<std::size_t>(e - events.data())] = Fate::keep;
   }
   std::vector<std::int64_t> done;
   std::vector<std::int64_t> back;
   for (std::size_t i = 0; i < claimed.size(); ++i) {
-    (unsent[i] ? back : done).push_back(claimed[i].spool_id);
+    if (fate[i] == Fate::done) done.push_back(claimed[i].spool_id);
+    if (fate[i] == Fate::back) back.push_back(claimed[i].spool_id);
   }
   if (!done.empty() && !s_.spool.remove(done)) {
     log::write_limited(log::Level::warn, "spool.remove",
@@ -441,18 +593,15 @@ void Dispatcher::drain_spool_once() {
   }
   // Our own durable events are live deliveries, not replays; older leftovers are unspooled.
   std::size_t own_dead = 0;
-  for (const Event* e : out.dead) own_dead += own_.contains(e->event_id) ? 1 : 0;
+  for (const Event* e : out.dead) {
+    own_dead += is_own(claimed[static_cast<std::size_t>(e - events.data())].spool_id) ? 1 : 0;
+  }
   std::size_t own_done = 0;
-  for (std::size_t i = 0; i < events.size() && !own_.empty(); ++i) {
-    if (unsent[i]) continue;
-    if (const auto it = own_.find(events[i].event_id); it != own_.end()) {
-      own_.erase(it);
-      ++own_done;
-    }
+  for (std::size_t i = 0; i < events.size() && !own_rows_.empty(); ++i) {
+    if (fate[i] == Fate::done && is_own(claimed[i].spool_id)) ++own_done;
   }
   // Counted once the spool no longer holds them, so stats never show an event in both places.
-  Counters::add(s_.counters.stored, out.stored);
-  Counters::add(s_.counters.duplicates, out.duplicates);
+  count(out);
   Counters::add(s_.counters.unspooled, out.stored + out.duplicates - (own_done - own_dead));
   s_.durable_backlog.fetch_sub(static_cast<std::int64_t>(own_done));
   if (!back.empty()) {
@@ -486,10 +635,10 @@ void Dispatcher::spool_events(std::span<const Event> events, std::string_view wh
 }
 
 void Dispatcher::spool_everything_left() {
-  // Outstanding pipelined writes are waited for (each is bounded by the sink's deadlines; close()
-  // takes them over if it stops waiting first); deliver() spools the failed ones, as the deadline
-  // has passed. The in-flight batch is settled by deliver(); here only what never reached the sink.
-  settle_lanes();
+  // What never reached the sink first: the pending batch and the queue. Only then are outstanding
+  // pipelined writes waited for (each bounded by the sink's deadlines; close() takes them over if
+  // it stops waiting first, which it does only while we hold nothing else); deliver() spools the
+  // failed ones, as the deadline has passed.
   spool_events(pending_, "shutdown deadline passed");
   pending_.clear();
   batcher_.reset();
@@ -510,6 +659,7 @@ void Dispatcher::spool_everything_left() {
     spool_events(chunk, "shutdown deadline passed");
     chunk.clear();
   }
+  settle_lanes();
   complete_markers();
 }
 
@@ -528,6 +678,9 @@ void Dispatcher::report(log::Level level, std::string_view key, std::string_view
                         log::Fields fields, const ErrorInfo& info) {
   log::write_limited(level, key, msg, fields);
   if (!s_.options.on_error) return;
+  // Never after close() has returned: the objects the callback captured may be gone.
+  const std::lock_guard callback_lock(s_.callback_mutex);
+  if (s_.is_taken_over()) return;
   try {
     s_.options.on_error(info);
   } catch (const std::exception& e) {

@@ -13,7 +13,6 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
-#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -65,6 +64,8 @@ class Dispatcher {
     std::vector<std::span<const Event>> unsent;  // not written: the sink failed (retry/hold)
     std::optional<Failure> failure;              // why the unsent parts were not written
     std::vector<const Event*> dead;              // the dead-lettered rows
+    // Refused rows whose dead-letter line could not be written: they must stay in the spool.
+    std::vector<const Event*> dead_failed;
   };
 
   bool step();  // one loop iteration; false when the thread should end
@@ -85,11 +86,29 @@ class Dispatcher {
   /// Waits for every outstanding pipelined write, then delivers the failed ones synchronously
   /// (or, past the shutdown deadline, spools them).
   void settle_lanes();
+  /// One sink write, parked (see TrackerState::park()): throws TakenOver when close() took over.
   WriteResult write_once(std::span<const Event> batch);
+  /// Writes `batch` in statements of at most row_cap_ rows, each isolating bad rows.
+  void write_capped(std::span<const Event> batch, Outcome& out);
   void write_isolating(std::span<const Event> batch, Outcome& out);
+  /// Halves row_cap_ from the second statement timeout (57014) in a row; doubles it back (up to
+  /// batch_size) after a statement of row_cap_ rows succeeds.
+  void note_timeouts(const WriteResult& result, std::size_t rows);
+  void count(const Outcome& out);
+  /// Spools the refused rows whose dead-letter line could not be written.
+  void spool_undead(const Outcome& out);
+  /// Renews the lease on the spool rows being replayed once half of it has passed.
+  void renew_claim();
+  /// Durable mode: drops from own_rows_ and durable_backlog the events another process delivered.
+  void reconcile_backlog();
+  [[nodiscard]] bool is_own(std::int64_t spool_id) const;
+  /// After a take-over: waits (uncounted) for the pipelined writes still running.
+  void wait_out_lanes() noexcept;
   /// What write_isolating does with the result of writing `batch`: count, split, or give up.
   void take_result(std::span<const Event> batch, WriteResult result, Outcome& out);
-  void dead_letter(const Event& event, const Failure& failure);
+  /// Writes the refused row to the dead-letter file and reports it. False when the file could
+  /// not take it (reported critically): the row must then stay in the spool.
+  bool dead_letter(const Event& event, const Failure& failure);
   void drain_spool_once();
   void sink_failed(const Failure& failure, std::size_t events);
   void sink_succeeded();
@@ -113,12 +132,19 @@ class Dispatcher {
   std::vector<std::shared_ptr<FlushMarker>> sync_markers_;
   bool commit_failed_ = false;  // a group commit failed since the last sync marker completed
   // Durable mode: ids of our events in the spool, to tell our deliveries from older leftovers.
-  std::multiset<Uuid> own_;
+  // Durable mode: the spool ids our group commits got (one range per commit, increasing), to tell
+  // our deliveries from older leftovers and to see what another process delivered.
+  std::vector<std::pair<std::int64_t, std::int64_t>> own_rows_;
   Clock::time_point next_backlog_poll_{};
   bool flush_now_ = false;  // a flush marker is waiting on pending_
   bool drain_due_ = false;  // a write just succeeded: try the spool next
   bool failing_ = false;    // the sink failed; batches go to the spool until next_probe_
   Clock::time_point next_probe_{};
+  std::size_t row_cap_;                  // most rows per statement (see note_timeouts)
+  unsigned timeouts_in_a_row_ = 0;       // writes that ended in 57014, in a row
+  std::vector<std::int64_t> claim_ids_;  // spool rows being replayed, while they are written
+  Clock::duration claim_lease_{};
+  Clock::time_point claim_renewed_{};
 };
 
 }  // namespace trackevent::detail

@@ -3,6 +3,8 @@
 
 #include "trackevent/drain.hpp"
 
+#include "trackevent/log.hpp"
+
 #include "libpq.hpp"
 #include "spool.hpp"
 
@@ -72,16 +74,31 @@ struct Drainer {
   detail::DeadLetters& dead;
   DrainResult& result;
   Clock::time_point deadline;
+  /// Renews the claim's lease while delivering it takes long (bisecting a large batch).
+  detail::LeaseRenewer lease{spool, kLease};
+  /// The claim's rows still ours to renew or give back: all but those kept back (removed rows
+  /// stay listed; renewing or releasing them is a no-op).
+  std::vector<std::int64_t> held{};
+
+  // Delivers one claim (see bisect), renewing its lease while that takes long.
+  // Returns false when the database cannot take writes (the failure is in `result`).
+  bool deliver(std::span<const detail::SpooledEvent> claimed) {
+    lease.claimed();
+    held.clear();
+    for (const auto& s : claimed) held.push_back(s.spool_id);
+    return bisect(claimed);
+  }
 
   // Writes `batch`; on bad data, halves it until the bad rows stand alone, then dead-letters them.
   // Returns false when the database cannot take writes (the failure is in `result`).
-  bool deliver(std::span<const detail::SpooledEvent> batch) {
+  bool bisect(std::span<const detail::SpooledEvent> batch) {
     std::vector<Event> events;
     events.reserve(batch.size());
     for (const auto& s : batch) events.push_back(s.event);
 
     WriteResult written;
     for (int attempt = 1;; ++attempt) {
+      keep_lease();
       written = sink.write(events);
       if (written.ok() || written.failure->disposition != Disposition::retry) break;
       if (attempt == kAttempts || Clock::now() + kBackoff >= deadline) break;
@@ -100,13 +117,43 @@ struct Drainer {
       return false;
     }
     if (batch.size() == 1) {
-      dead.append(batch.front().event, failure.message, failure.sqlstate);
+      std::string why;
+      if (!dead.append(batch.front().event, failure.message, failure.sqlstate, why)) {
+        keep_back(batch.front(), failure, why);
+        return true;  // on with the other rows
+      }
       ++result.dead_lettered;
       remove(batch);
       return true;
     }
     const std::size_t half = batch.size() / 2;
-    return deliver(batch.first(half)) && deliver(batch.subspan(half));
+    return bisect(batch.first(half)) && bisect(batch.subspan(half));
+  }
+
+  // Half the lease has passed since the claim or the last renewal: renew it for the rows still
+  // held, so that no other process claims them mid-bisection.
+  void keep_lease() {
+    if (!lease.due() || lease.renew(held)) return;
+    log::write_limited(log::Level::warn, "drain.lease",
+                       "cannot renew the lease of claimed spool rows; another process may claim "
+                       "them before this drain is done",
+                       {{"spool", spool.path().string()}});
+  }
+
+  // A refused row whose dead letter could not be written durably stays in the spool (the only
+  // copy of the event), claimed under this drain's lease: not released, so no drain, this one
+  // included, retries it before the lease runs out (a backoff), and this one does not spin on it.
+  void keep_back(const detail::SpooledEvent& row, const Failure& failure, const std::string& why) {
+    ++result.dead_letter_failed;
+    std::erase(held, row.spool_id);
+    log::write_limited(log::Level::critical, "drain.dead_letter_failed",
+                       "refused event could not be written to the dead-letter file; it stays in "
+                       "the spool",
+                       {{"event_id", row.event.event_id.to_string()},
+                        {"sqlstate", failure.sqlstate},
+                        {"reason", failure.message},
+                        {"err", why},
+                        {"spool", spool.path().string()}});
   }
 
   void remove(std::span<const detail::SpooledEvent> batch) {
@@ -117,8 +164,11 @@ struct Drainer {
   }
 };
 
+// `kept_back`: rows earlier rounds of this drain kept back (their dead letter failed), still
+// leased to it.
 DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
-                       const std::filesystem::path& dir, Clock::duration timeout) {
+                       const std::filesystem::path& dir, Clock::duration timeout,
+                       std::uint64_t kept_back = 0) {
   DrainResult result;
   try {
     auto spool = detail::Spool::open(dir, wal_keeping_options());
@@ -134,8 +184,14 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
     detail::DeadLetters dead{dir};
     Drainer drainer{*sink, *spool, dead, result, Clock::now() + timeout};
     const std::size_t batch_size = std::max<std::size_t>(options.batch_size, 1);
+    const auto stop_requested = [&] { return options.should_stop && options.should_stop(); };
 
     for (;;) {
+      // Asked to stop: between batches only, never while a write is under way.
+      if (stop_requested()) {
+        result.interrupted = true;
+        break;
+      }
       if (Clock::now() >= drainer.deadline) {
         result.outcome = DrainResult::Outcome::timed_out;
         break;
@@ -149,20 +205,31 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
           result.error = "cannot read the spool at " + spool->path().string();
           break;
         }
+        // Only rows this drain keeps back are left, leased to it: nothing more to deliver now.
+        if (static_cast<std::uint64_t>(left) <= kept_back + result.dead_letter_failed) break;
         std::this_thread::sleep_for(kLeasePoll);  // leased by another process; wait it out
         continue;
       }
-      if (!drainer.deliver(claimed)) {
-        // Give back whatever is still ours (removed rows are gone; release ignores them).
+      if (stop_requested()) {
+        // Asked during the claim: give the batch back unwritten, for another drain at once.
         std::vector<std::int64_t> ids;
         for (const auto& s : claimed) ids.push_back(s.spool_id);
         spool->release(ids);
+        result.interrupted = true;
+        break;
+      }
+      if (!drainer.deliver(claimed)) {
+        // Give back whatever is still ours (removed rows are gone; release ignores them), but
+        // not the rows kept back: their lease is their backoff.
+        spool->release(drainer.held);
         result.outcome = DrainResult::Outcome::unreachable;
         break;
       }
     }
     result.remaining = spool->count();
-    if (result.outcome == DrainResult::Outcome::empty && result.remaining != 0) {
+    if (result.outcome == DrainResult::Outcome::empty &&
+        (result.remaining < 0 ||
+         static_cast<std::uint64_t>(result.remaining) > kept_back + result.dead_letter_failed)) {
       result.outcome = DrainResult::Outcome::timed_out;
     }
   } catch (const detail::SpoolError& e) {
@@ -208,16 +275,19 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
       return total;
     }
     const DrainResult r =
-        drain_once(target, options, dir, std::max(deadline - Clock::now(), Clock::duration{}));
+        drain_once(target, options, dir, std::max(deadline - Clock::now(), Clock::duration{}),
+                   total.dead_letter_failed);
     lock.release();
     total.stored += r.stored;
     total.duplicates += r.duplicates;
     total.dead_lettered += r.dead_lettered;
+    total.dead_letter_failed += r.dead_letter_failed;
     total.remaining = r.remaining;
     total.outcome = r.outcome;
     total.error = r.error;
     total.sqlstate = r.sqlstate;
-    if (r.outcome != DrainResult::Outcome::empty) return total;
+    total.interrupted = r.interrupted;
+    if (r.interrupted || r.outcome != DrainResult::Outcome::empty) return total;
     // Writers that found the lock taken left their events to us: look once more, unlocked.
     std::int64_t left = -1;
     try {
@@ -232,8 +302,15 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
       return total;
     }
     total.remaining = left;
+    // Only rows this drain keeps back are left (leased to it): nothing more to deliver.
+    if (static_cast<std::uint64_t>(left) <= total.dead_letter_failed) return total;
     if (Clock::now() >= deadline) {
       total.outcome = DrainResult::Outcome::timed_out;
+      return total;
+    }
+    if (options.should_stop && options.should_stop()) {
+      total.outcome = DrainResult::Outcome::timed_out;  // events left, none of them claimed
+      total.interrupted = true;
       return total;
     }
   }

@@ -15,6 +15,7 @@
 #include "trackevent/sink.hpp"
 
 #include "libpq.hpp"
+#include "pg_wait.hpp"
 
 #include <poll.h>
 
@@ -414,8 +415,10 @@ class PgSink final : public Sink {
     if (detail::pq().PQstatus(conn) == CONNECTION_BAD) st = PGRES_POLLING_FAILED;
     // Note: host name resolution inside PQconnectPoll is blocking (getaddrinfo).
     while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
-      const int ready = wait_socket(conn, st == PGRES_POLLING_WRITING, deadline);
-      if (ready == 0) {
+      const int ready = detail::wait_socket(conn, st == PGRES_POLLING_WRITING, deadline);
+      // Past the deadline, give up whatever the wait said: on -1 (no socket yet, poll failed)
+      // the loop polls again at once and could otherwise spin past it.
+      if (ready == 0 || Clock::now() >= deadline) {
         detail::pq().PQfinish(conn);
         return failure(Disposition::retry, "",
                        "timeout expired connecting to " + described_ + " after " +
@@ -451,20 +454,6 @@ class PgSink final : public Sink {
       return r;
     }
     return std::nullopt;
-  }
-
-  /// Waits until the socket is readable (or writable); 1 ready, 0 deadline passed, -1 error.
-  static int wait_socket(PGconn* conn, bool for_write, Clock::time_point deadline) {
-    const int fd = detail::pq().PQsocket(conn);
-    if (fd < 0) return -1;
-    while (true) {
-      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return 0;
-      pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
-      const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60'000)));
-      if (n > 0) return 1;  // POLLERR/POLLHUP too: libpq reports the error when it reads
-      if (n < 0 && errno != EINTR) return -1;
-    }
   }
 
   [[nodiscard]] milliseconds statement_budget() const {
@@ -527,7 +516,7 @@ class PgSink final : public Sink {
     const auto started = Clock::now();
     while (true) {
       while (detail::pq().PQisBusy(conn_) != 0) {
-        const int ready = wait_socket(conn_, false, deadline);
+        const int ready = detail::wait_socket(conn_, false, deadline);
         if (ready == 0) {
           if (cancel_and_extend(deadline, cancelled)) continue;
           step.kind = Step::Kind::timeout;

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <utility>
 
@@ -126,6 +127,7 @@ class SqliteSpool final : public Spool {
       if (!ready(error)) return false;
       if (events.empty()) return true;
       if (!begin(error)) return false;
+      std::int64_t first_appended = 0;
       for (const Event& e : events) {
         ResetGuard guard{insert_};
         sqlite3_stmt* s = insert_.get();
@@ -143,8 +145,10 @@ class SqliteSpool final : public Spool {
                           SQLITE_STATIC);
         sqlite3_bind_int64(s, 6, e.occurred_at_us);
         if (sqlite3_step(s) != SQLITE_DONE) return fail("append", error);
+        if (&e == &events.front()) first_appended = sqlite3_last_insert_rowid(db_);
       }
       if (!commit()) return fail("append", error);
+      last_appended_ = {first_appended, sqlite3_last_insert_rowid(db_)};
       return true;
     } catch (const std::exception& ex) {
       error = std::string("spool append failed: ") + ex.what();
@@ -207,6 +211,30 @@ class SqliteSpool final : public Spool {
 
   bool release(std::span<const std::int64_t> spool_ids) noexcept override {
     return for_each_id(spool_ids, release_, true);
+  }
+
+  bool extend(std::span<const std::int64_t> spool_ids,
+              std::chrono::seconds lease) noexcept override {
+    return for_each_id(spool_ids, extend_, true, lease);
+  }
+
+  [[nodiscard]] std::pair<std::int64_t, std::int64_t> last_appended() const noexcept override {
+    return last_appended_;
+  }
+
+  std::int64_t count_between(std::int64_t first, std::int64_t last) noexcept override {
+    std::lock_guard lock(mu_);
+    try {
+      std::string error;
+      if (!ready(error)) return -1;
+      ResetGuard guard{count_between_};
+      sqlite3_bind_int64(count_between_.get(), 1, first);
+      sqlite3_bind_int64(count_between_.get(), 2, last);
+      if (sqlite3_step(count_between_.get()) != SQLITE_ROW) return -1;
+      return sqlite3_column_int64(count_between_.get(), 0);
+    } catch (...) {
+      return -1;
+    }
   }
 
   std::int64_t count() noexcept override {
@@ -281,7 +309,11 @@ class SqliteSpool final : public Spool {
       release_.prepare(db_,
                        "UPDATE spool SET claimed_by = NULL, claimed_until = NULL "
                        "WHERE id = ?1 AND claimed_by = ?2");
+      // The same rule as release_: only our own claims (expired or not, as long as nobody took
+      // the row since).
+      extend_.prepare(db_, "UPDATE spool SET claimed_until = ?3 WHERE id = ?1 AND claimed_by = ?2");
       count_.prepare(db_, "SELECT count(*) FROM spool");
+      count_between_.prepare(db_, "SELECT count(*) FROM spool WHERE id BETWEEN ?1 AND ?2");
       begin_.prepare(db_, "BEGIN IMMEDIATE");
       commit_.prepare(db_, "COMMIT");
       rollback_.prepare(db_, "ROLLBACK");
@@ -292,8 +324,8 @@ class SqliteSpool final : public Spool {
   }
 
   void disconnect() noexcept {
-    for (Stmt* s : {&insert_, &claim_select_, &claim_update_, &remove_, &release_, &count_, &begin_,
-                    &commit_, &rollback_}) {
+    for (Stmt* s : {&insert_, &claim_select_, &claim_update_, &remove_, &release_, &extend_,
+                    &count_, &count_between_, &begin_, &commit_, &rollback_}) {
       s->finalize();
     }
     sqlite3_close_v2(db_);
@@ -406,7 +438,10 @@ class SqliteSpool final : public Spool {
     return false;
   }
 
-  bool for_each_id(std::span<const std::int64_t> ids, Stmt& stmt, bool bind_owner) noexcept {
+  // Runs `stmt` once per id in one transaction: ?1 the id, ?2 our identity (`bind_owner`), ?3 the
+  // end of a lease of `lease` from now (when given).
+  bool for_each_id(std::span<const std::int64_t> ids, Stmt& stmt, bool bind_owner,
+                   std::optional<std::chrono::seconds> lease = std::nullopt) noexcept {
     std::unique_lock lock(mu_, std::defer_lock);
     try {
       lock.lock();
@@ -415,6 +450,10 @@ class SqliteSpool final : public Spool {
       if (ids.empty()) return true;
       if (!begin(error)) return false;
       const std::string owner = bind_owner ? claimer_identity() : std::string();
+      const std::int64_t until =
+          lease ? wall_clock_ms() +
+                      std::max<std::int64_t>(0, std::chrono::milliseconds(*lease).count())
+                : 0;
       for (const std::int64_t id : ids) {
         ResetGuard guard{stmt};
         sqlite3_bind_int64(stmt.get(), 1, id);
@@ -422,6 +461,7 @@ class SqliteSpool final : public Spool {
           sqlite3_bind_text(stmt.get(), 2, owner.data(), static_cast<int>(owner.size()),
                             SQLITE_STATIC);
         }
+        if (lease) sqlite3_bind_int64(stmt.get(), 3, until);
         if (sqlite3_step(stmt.get()) != SQLITE_DONE) return fail("update", error);
       }
       if (!commit()) return fail("commit", error);
@@ -460,7 +500,9 @@ class SqliteSpool final : public Spool {
   SpoolOptions options_;
   sqlite3* db_ = nullptr;
   pid_t pid_ = 0;
-  Stmt insert_, claim_select_, claim_update_, remove_, release_, count_, begin_, commit_, rollback_;
+  Stmt insert_, claim_select_, claim_update_, remove_, release_, extend_, count_, count_between_,
+      begin_, commit_, rollback_;
+  std::pair<std::int64_t, std::int64_t> last_appended_{0, -1};
 };
 
 }  // namespace
@@ -495,6 +537,24 @@ std::unique_ptr<Spool> Spool::open(const std::filesystem::path& dir) {
 
 std::unique_ptr<Spool> Spool::open(const std::filesystem::path& dir, const SpoolOptions& options) {
   return std::make_unique<SqliteSpool>(dir, options);
+}
+
+// ---- lease renewal ------------------------------------------------------------------------------
+
+LeaseRenewer::LeaseRenewer(Spool& spool, std::chrono::seconds lease, std::function<TimePoint()> now)
+    : spool_(spool), lease_(lease), now_(std::move(now)), since_(now_()) {}
+
+void LeaseRenewer::claimed() noexcept { since_ = now_(); }
+
+bool LeaseRenewer::due() const noexcept {
+  return now_() - since_ >= std::chrono::milliseconds(lease_) / 2;
+}
+
+bool LeaseRenewer::renew(std::span<const std::int64_t> ids) noexcept {
+  const TimePoint at = now_();
+  if (!spool_.extend(ids, lease_)) return false;
+  since_ = at;
+  return true;
 }
 
 // ---- dead letters -------------------------------------------------------------------------------
@@ -534,6 +594,10 @@ bool DeadLetters::append(const Event& event, std::string_view error, std::string
       why = std::move(err);
       return false;
     }
+    // Whether this append creates the file: then its directory entry must be made durable too.
+    // (Two first writers may both think so; a second directory sync costs nothing.)
+    struct stat before {};
+    const bool creates = ::lstat(path_.c_str(), &before) != 0 && errno == ENOENT;
     const int fd = open_private_file(path_, O_APPEND | O_WRONLY, why);
     if (fd < 0) return false;
     // One write() on an O_APPEND fd: the line lands whole, after every other writer's line.
@@ -546,11 +610,33 @@ bool DeadLetters::append(const Event& event, std::string_view error, std::string
       // Disk full mid-line: end the torn line so the lines after it still parse.
       (void)!::write(fd, "\n", 1);
     }
+    if (n != static_cast<ssize_t>(text.size())) {
+      ::close(fd);
+      why = "cannot write " + path_.string() + ": " +
+            (n < 0 ? std::strerror(write_errno) : "short write (disk full?)");
+      return false;
+    }
+    // The caller deletes the only other copy of the event (the spool row) once this returns
+    // true, so the line must be on disk first.
+    const int sync_rc = ::fdatasync(fd);
+    const int sync_errno = errno;
     ::close(fd);
-    if (n == static_cast<ssize_t>(text.size())) return true;
-    why = "cannot write " + path_.string() + ": " +
-          (n < 0 ? std::strerror(write_errno) : "short write (disk full?)");
-    return false;
+    if (sync_rc != 0) {
+      why = "cannot sync " + path_.string() + ": " + std::strerror(sync_errno);
+      return false;
+    }
+    if (creates) {
+      const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      const int dir_rc = dir_fd < 0 ? -1 : ::fsync(dir_fd);
+      const int dir_errno = errno;
+      if (dir_fd >= 0) ::close(dir_fd);
+      if (dir_rc != 0) {
+        why = "cannot sync the directory " + dir.string() + " of the new " + path_.string() + ": " +
+              std::strerror(dir_errno);
+        return false;
+      }
+    }
+    return true;
   } catch (const std::exception& ex) {
     why = std::string("dead-letter write failed: ") + ex.what();
   } catch (...) {

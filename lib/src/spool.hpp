@@ -7,11 +7,13 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace trackevent::detail {
@@ -67,17 +69,56 @@ class Spool {
   /// this process still holds are released: once our lease has expired and another process has
   /// claimed a row, releasing it would break that process's lease, so it is left alone.
   virtual bool release(std::span<const std::int64_t> spool_ids) noexcept = 0;
+  /// Renews the lease of claimed events: other processes will not claim them until `lease` from
+  /// now. For a delivery that may outlast its claim's lease. Only rows this process still holds
+  /// are renewed (the rule of release()); removed rows, and rows another process has claimed
+  /// since our lease expired, are left alone. Returns false on error.
+  virtual bool extend(std::span<const std::int64_t> spool_ids,
+                      std::chrono::seconds lease) noexcept = 0;
   /// Events currently in the spool (claimed or not); -1 on error.
   virtual std::int64_t count() noexcept = 0;
+  /// The spool ids (first, last) the last successful append() of this handle gave its events:
+  /// consecutive, as an append is one transaction. {0, -1} before any.
+  [[nodiscard]] virtual std::pair<std::int64_t, std::int64_t> last_appended() const noexcept = 0;
+  /// Rows still in the spool with ids in [first, last]; -1 on error.
+  virtual std::int64_t count_between(std::int64_t first, std::int64_t last) noexcept = 0;
   [[nodiscard]] virtual const std::filesystem::path& path() const noexcept = 0;
+};
+
+/// Keeps a claim's lease alive while delivering it takes long (halving a large batch until each
+/// bad row stands alone can outlast the lease, and then another process may claim the same rows):
+/// due() once half the lease has passed since the claim or the last renewal; renew() then extends
+/// the lease of the rows still held by a full lease. `now` is the clock (tests pass a fake one).
+class LeaseRenewer {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  LeaseRenewer(
+      Spool& spool, std::chrono::seconds lease,
+      std::function<TimePoint()> now = [] { return std::chrono::steady_clock::now(); });
+  /// The rows were claimed just now: the count starts again.
+  void claimed() noexcept;
+  /// Half the lease has passed since claimed() or the last successful renew().
+  [[nodiscard]] bool due() const noexcept;
+  /// Extends the lease of `ids` (Spool::extend); false, to be tried again, on error.
+  bool renew(std::span<const std::int64_t> ids) noexcept;
+
+ private:
+  Spool& spool_;
+  std::chrono::seconds lease_;
+  std::function<TimePoint()> now_;
+  TimePoint since_;
 };
 
 /// Appends rejected rows to `dir`/dead-letter.jsonl (mode 0600), one JSON object per line:
 /// the event's fields plus "error" and "sqlstate". Safe across threads and processes (O_APPEND).
+/// An append is durable when it returns true: the line is written whole and fdatasync'd (and the
+/// directory fsync'd when the append created the file), so the caller may then delete the spool
+/// row, the event's only other copy. A false return after the write (the sync failed) may have
+/// left the line in the file: a retry can then write it twice, never zero times.
 class DeadLetters {
  public:
   explicit DeadLetters(std::filesystem::path dir);
-  /// Returns false (never throws) when the line could not be written.
+  /// Returns false (never throws) when the line could not be written durably.
   bool append(const Event& event, std::string_view error, std::string_view sqlstate) noexcept;
   /// As above; on failure puts the reason (e.g. "cannot open …: No space left on device") in `why`.
   bool append(const Event& event, std::string_view error, std::string_view sqlstate,

@@ -44,6 +44,20 @@ bool SpoolAccess::append(std::span<const Event> events, std::string& error) noex
   return spool != nullptr && spool->append(events, error);
 }
 
+bool SpoolAccess::append(std::span<const Event> events, std::string& error,
+                         std::pair<std::int64_t, std::int64_t>& rows) noexcept {
+  std::lock_guard lock(mutex_);
+  Spool* spool = open_locked(true, error);
+  if (spool == nullptr || !spool->append(events, error)) return false;
+  rows = spool->last_appended();
+  return true;
+}
+
+std::int64_t SpoolAccess::count_between(std::int64_t first, std::int64_t last) noexcept {
+  std::lock_guard lock(mutex_);
+  return spool_ ? spool_->count_between(first, last) : -1;
+}
+
 std::size_t SpoolAccess::append_chunked(std::span<const Event> events, std::string& error,
                                         std::size_t chunk) noexcept {
   chunk = std::max<std::size_t>(chunk, 1);
@@ -74,6 +88,11 @@ bool SpoolAccess::release(std::span<const std::int64_t> ids) noexcept {
   return spool_ && spool_->release(ids);
 }
 
+bool SpoolAccess::extend(std::span<const std::int64_t> ids, std::chrono::seconds lease) noexcept {
+  std::lock_guard lock(mutex_);
+  return spool_ && spool_->extend(ids, lease);
+}
+
 bool SpoolAccess::dead_letter(const Event& event, std::string_view err, std::string_view sqlstate,
                               std::string& error) noexcept {
   std::lock_guard lock(mutex_);
@@ -82,8 +101,9 @@ bool SpoolAccess::dead_letter(const Event& event, std::string_view err, std::str
       if (dir_.empty()) dir_ = default_spool_dir();
       dead_letters_ = std::make_unique<DeadLetters>(dir_);
     }
-    if (dead_letters_->append(event, err, sqlstate)) return true;
-    error = "could not append to " + dead_letters_->path().string();
+    std::string why;
+    if (dead_letters_->append(event, err, sqlstate, why)) return true;
+    error = why.empty() ? "could not append to " + dead_letters_->path().string() : why;
   } catch (const std::exception& e) {
     error = e.what();
   } catch (...) {

@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace trackevent::detail {
@@ -31,6 +32,11 @@ class SpoolAccess {
   /// Appends in one transaction. False, with the reason in `error`, when the spool cannot be
   /// opened or the append fails.
   bool append(std::span<const Event> events, std::string& error) noexcept;
+  /// As above; on success puts the spool ids (first, last) the events were given in `rows`.
+  bool append(std::span<const Event> events, std::string& error,
+              std::pair<std::int64_t, std::int64_t>& rows) noexcept;
+  /// Rows still in the spool with ids in [first, last]; -1 on error or when there is no spool.
+  std::int64_t count_between(std::int64_t first, std::int64_t last) noexcept;
   /// Appends in transactions of at most `chunk` events, going on after a failed one (a full
   /// disk may still take a smaller chunk). Returns how many events were committed; the reason
   /// of the last failure is in `error`.
@@ -40,6 +46,9 @@ class SpoolAccess {
   std::vector<SpooledEvent> claim(std::size_t max, std::chrono::seconds lease) noexcept;
   bool remove(std::span<const std::int64_t> ids) noexcept;
   bool release(std::span<const std::int64_t> ids) noexcept;
+  /// Renews the lease of rows this process still holds (Spool::extend); false on error or when
+  /// no spool is open.
+  bool extend(std::span<const std::int64_t> ids, std::chrono::seconds lease) noexcept;
   /// Appends one rejected row to the dead-letter file; false (with `error`) when that failed.
   bool dead_letter(const Event& event, std::string_view err, std::string_view sqlstate,
                    std::string& error) noexcept;

@@ -32,6 +32,9 @@ using Push = detail::BoundedQueue<QueueItem>::Push;
 
 // Real time the destructor allows past shutdown_timeout for the dispatcher to spool what is left.
 constexpr auto kShutdownMargin = std::chrono::milliseconds{500};
+// Then, for a dispatcher that is still working (spooling: bounded by the spool's busy timeout)
+// rather than blocked in a write, how long close() waits for it to hand over what it holds.
+constexpr auto kCustodyWait = std::chrono::seconds{6};
 
 /// Whether a json value serialised by nlohmann keeps clear of every metadata limit the
 /// validator checks on text: nesting (the metadata object is level 2), the key count, and NUL
@@ -140,6 +143,20 @@ void spool_leftovers(TrackerState& s) {
              {{"events", events.size() - kept}, {"spooled", kept}, {"err", error}});
 }
 
+// After a take-over from a dispatcher that never parked: the events it still holds are not in the
+// spool, and nothing says they will be. Count them as dropped, loudly, so the totals add up.
+void account_unseen(TrackerState& s) {
+  const Stats st = s.snapshot();
+  const std::uint64_t ended =
+      st.stored - st.unspooled + st.duplicates + st.rejected_by_db + st.spooled + st.dropped +
+      static_cast<std::uint64_t>(std::max<std::int64_t>(s.durable_backlog.load(), 0));
+  if (st.accepted <= ended) return;
+  const std::uint64_t unseen = st.accepted - ended;
+  Counters::add(s.counters.dropped, unseen);
+  log::write(log::Level::critical, "events lost: the dispatcher did not hand them over at shutdown",
+             {{"events", unseen}});
+}
+
 }  // namespace
 
 namespace detail {
@@ -172,12 +189,18 @@ class Tracker::Impl {
   explicit Impl(TrackerOptions options) {
     auto sink = open_sink(options);
     state_ = std::make_shared<TrackerState>(std::move(options), std::move(sink));
-    // The thread owns a reference too: if a hung sink outlives the destructor, so does the state.
-    thread_ = std::thread([state = state_] { detail::Dispatcher(state).run(); });
+    // Fork handling is in place before the thread exists, so no fork() finds a Tracker with a
+    // dispatcher thread that its child does not know to replace.
     static std::once_flag once;
     std::call_once(once, [] { ::pthread_atfork(&atfork_prepare, &atfork_parent, &atfork_child); });
-    const std::lock_guard lock(registry().mutex);
-    registry().live.push_back(this);
+    {
+      const std::lock_guard lock(registry().mutex);
+      registry().live.push_back(this);
+    }
+    // A fork between the registration above and here marks us forked: the child restarts.
+    const std::lock_guard fork_lock(fork_mutex_);
+    // The thread owns a reference too: if a hung sink outlives the destructor, so does the state.
+    thread_ = std::thread([state = state_] { detail::Dispatcher(state).run(); });
   }
 
   ~Impl() {
@@ -211,7 +234,11 @@ class Tracker::Impl {
       } else {
         timeout = std::max(timeout, std::chrono::milliseconds::zero());
         s.begin_shutdown(s.clock->now() + timeout);
-        if (s.wait_finished_until(std::chrono::steady_clock::now() + timeout + kShutdownMargin)) {
+        const auto waited_until = std::chrono::steady_clock::now() + timeout + kShutdownMargin;
+        const auto custody = s.wait_finished_until(waited_until)
+                                 ? TrackerState::Custody::finished
+                                 : s.take_over(waited_until + kCustodyWait);
+        if (custody == TrackerState::Custody::finished) {
           thread_.join();
         } else {
           // The dispatcher is stuck in a sink write past its deadline. Do not wait on the sink:
@@ -220,6 +247,9 @@ class Tracker::Impl {
                     {{"shutdown_timeout_ms", timeout.count()}});
           spool_leftovers(s);
           thread_.detach();
+          // A callback that started before the take-over ends before we return.
+          const std::lock_guard callback_lock(s.callback_mutex);
+          if (custody == TrackerState::Custody::busy) account_unseen(s);
         }
       }
     } catch (...) {

@@ -98,6 +98,10 @@ struct Counters {
   }
 };
 
+/// Thrown inside the dispatcher thread when close() has taken its events over (see
+/// TrackerState::park()); caught only by Dispatcher::run().
+struct TakenOver {};
+
 /// Shared by the Tracker and its dispatcher thread through a shared_ptr, so a dispatcher stuck in
 /// a hung sink can be left behind at shutdown without anything it uses being freed.
 struct TrackerState {
@@ -167,14 +171,68 @@ struct TrackerState {
   }
 
   /// Sleeps `d` of real time, or less: it returns when shutdown starts, and while shutting down
-  /// it never sleeps past the shutdown deadline.
+  /// it never sleeps past the shutdown deadline. The dispatcher is parked meanwhile (see park()):
+  /// throws TakenOver when close() took its events over.
   void pause(Clock::duration d) {
     std::unique_lock lock(stop_mutex);
     if (stopping) d = std::min(d, shutdown_deadline - clock->now());
     if (d <= Clock::duration::zero()) return;
     const bool was_stopping = stopping;
-    stop_cv.wait_for(lock, d, [&] { return stopping != was_stopping; });
+    parked = true;
+    stop_cv.notify_all();
+    stop_cv.wait_for(lock, d, [&] { return stopping != was_stopping || taken_over; });
+    parked = false;
+    if (taken_over) throw TakenOver{};
   }
+
+  // ---- Custody: close() taking over from a dispatcher that does not finish in time ----------
+  //
+  // Every accepted event is, at any moment, in exactly one of: the queue, a batch registered in
+  // flight, the dispatcher's hands (its pending batch, a chunk it is spooling), or settled and
+  // counted. close() can see the first two only. So it takes over only while the dispatcher is
+  // parked: blocked in a sink write, a wait for a pipelined write or a retry pause, holding
+  // nothing unregistered. From then on the dispatcher counts nothing and calls no callback; it
+  // leaves at its next park()/unpark() by throwing TakenOver.
+
+  /// The dispatcher is about to block holding no event outside the queue and the in-flight
+  /// batches. Throws TakenOver when close() has taken over already.
+  void park() {
+    std::lock_guard lock(stop_mutex);
+    if (taken_over) throw TakenOver{};
+    parked = true;
+    stop_cv.notify_all();
+  }
+  /// Back from the blocking call. Throws TakenOver when close() took over meanwhile: the result
+  /// of that call must then be ignored.
+  void unpark() {
+    std::lock_guard lock(stop_mutex);
+    parked = false;
+    if (taken_over) throw TakenOver{};
+  }
+  [[nodiscard]] bool is_taken_over() {
+    std::lock_guard lock(stop_mutex);
+    return taken_over;
+  }
+
+  enum class Custody {
+    finished,  ///< the dispatcher finished on its own: join it
+    parked,    ///< taken over while parked: the in-flight batches and the queue are all it held
+    busy,      ///< taken over while it was still working (spooling, past `until`): it may hold
+               ///< events close() cannot see
+  };
+  /// close(), once it stops waiting for the dispatcher to finish: waits until `until` for it to
+  /// finish or park, then takes custody of what it holds.
+  Custody take_over(std::chrono::steady_clock::time_point until) {
+    std::unique_lock lock(stop_mutex);
+    stop_cv.wait_until(lock, until, [&] { return finished || parked; });
+    if (finished) return Custody::finished;
+    taken_over = true;
+    stop_cv.notify_all();  // a retry pause ends at once
+    return parked ? Custody::parked : Custody::busy;
+  }
+  /// Held while options.on_error runs, so close() can wait out a callback in progress: none
+  /// starts once close() has taken over, and none runs after close() returns.
+  std::mutex callback_mutex;
 
   /// The batches the dispatcher is writing right now (more than one when it pipelines them over
   /// several connections), so a destructor that gives up on a hung sink can still spool them
@@ -216,6 +274,8 @@ struct TrackerState {
   std::condition_variable stop_cv;
   bool stopping = false;
   bool finished = false;
+  bool parked = false;      // the dispatcher is blocked holding nothing unregistered
+  bool taken_over = false;  // close() took custody; the dispatcher must stop at once
   Clock::time_point shutdown_deadline{};
   std::vector<std::shared_ptr<const std::vector<Event>>> in_flight;
 };

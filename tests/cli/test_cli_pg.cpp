@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -209,6 +210,106 @@ TEST(CliPg, FlushDeliversWhatWasSpooled) {
   const auto r = run_cli(home, {"--db", url, "flush"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(pg_count(url), 2);
+}
+
+/// Runs one statement on a SQLite file read-write (the spool, past its API); false on error.
+bool sqlite_exec(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  bool ok = false;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 10000);
+    ok = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
+    if (!ok) ADD_FAILURE() << "sqlite: " << sqlite3_errmsg(db) << " in " << sql;
+  }
+  sqlite3_close(db);
+  return ok;
+}
+
+// A refused row leaves the spool only once its dead-letter line is on disk: while
+// dead-letter.jsonl cannot be written, flush stores the rest, keeps that row (claimed, so no
+// drain retries it before the lease runs out, this one included), logs it critically and exits 1.
+void flush_keeps_a_refused_event_until_its_dead_letter_is_written(const std::string& db_name,
+                                                                  bool exclusive) {
+  TempDir home;
+  std::vector<std::string> flush{"--db", "", "flush"};
+  if (exclusive) flush.emplace_back("--exclusive");
+  const std::string down = "postgresql://nobody@127.0.0.1:" + std::to_string(closed_port()) + "/x";
+  auto r = run_cli(home, {"--db", down, "send", "--timeout", "0.5", event_line(1),
+                          event_line(2, "test.refused"), event_line(3)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(summary_of(r)["spooled"], 3) << r.err;
+  const std::string url = migrated_database(home, db_name);
+  flush[1] = url;
+  {
+    pqxx::connection c{url};
+    pqxx::nontransaction tx{c};
+    tx.exec(
+        "ALTER TABLE analytics_events ADD CONSTRAINT test_refuses "
+        "CHECK (event_name <> 'test.refused')");  // 23514 for that one row
+  }
+  const std::string spool = home.file("spool");
+  const std::string spool_db = spool + "/spool.db";
+  const std::string dead = spool + "/dead-letter.jsonl";
+  ASSERT_EQ(::mkdir(dead.c_str(), 0700), 0);  // a directory where the file should be
+
+  const auto started = std::chrono::steady_clock::now();
+  auto first_flush = flush;
+  first_flush.insert(first_flush.end(), {"--timeout", "20"});
+  r = run_cli(home, first_flush);
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_LT(took, std::chrono::seconds(10)) << "the drain waited on the row it keeps back";
+  const auto logs = log_lines(r.err);
+  std::vector<nlohmann::json> critical;
+  for (const auto& j : logs) {
+    if (j.value("level", "") == "critical") critical.push_back(j);
+  }
+  ASSERT_FALSE(critical.empty()) << r.err;
+  const auto& kept = critical.front();
+  EXPECT_TRUE(kept.contains("event_id")) << kept;
+  EXPECT_EQ(kept.value("spool", ""), spool_db) << kept;
+  EXPECT_NE(kept.value("err", "").find("dead-letter.jsonl"), std::string::npos) << kept;
+  const auto summary = summary_of(r);
+  EXPECT_EQ(summary["stored"], 2);
+  EXPECT_EQ(summary["dead_lettered"], 0);
+  EXPECT_EQ(summary["dead_letter_failed"], 1);
+  EXPECT_EQ(summary["remaining"], 1);
+  EXPECT_EQ(pg_count(url), 2);
+  EXPECT_EQ(sqlite_scalar(spool_db, "SELECT count(*) FROM spool"), 1);
+  EXPECT_EQ(sqlite_text(spool_db, "SELECT event_name FROM spool"), "test.refused");
+  // Not given back: still claimed under the drain's lease (2 minutes), a natural backoff.
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  EXPECT_GT(sqlite_scalar(spool_db, "SELECT claimed_until FROM spool"), now_ms + 60'000);
+
+  // The lease runs out (two minutes, simulated) and the file can be written again.
+  ASSERT_TRUE(sqlite_exec(spool_db, "UPDATE spool SET claimed_until = 0"));
+  ASSERT_EQ(::rmdir(dead.c_str()), 0);
+  r = run_cli(home, flush);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const auto after = summary_of(r);
+  EXPECT_EQ(after["dead_lettered"], 1);
+  EXPECT_EQ(after["dead_letter_failed"], 0);
+  EXPECT_EQ(after["remaining"], 0);
+  EXPECT_EQ(sqlite_scalar(spool_db, "SELECT count(*) FROM spool"), 0);
+  EXPECT_EQ(pg_count(url), 2);
+  const auto lines = split_lines(read_file(dead));
+  ASSERT_EQ(lines.size(), 1U) << read_file(dead);
+  const auto letter = nlohmann::json::parse(lines[0]);
+  EXPECT_EQ(letter["event_name"], "test.refused");
+  EXPECT_EQ(letter["sqlstate"], "23514");
+  EXPECT_EQ(letter["event_id"], kept["event_id"]);
+}
+
+TEST(CliPg, FlushKeepsARefusedEventSpooledUntilItsDeadLetterIsWritten) {
+  TRACKEVENT_REQUIRE_PG();
+  flush_keeps_a_refused_event_until_its_dead_letter_is_written("cli_flush_dead_letter", false);
+}
+
+TEST(CliPg, ExclusiveFlushKeepsARefusedEventSpooledUntilItsDeadLetterIsWritten) {
+  TRACKEVENT_REQUIRE_PG();
+  flush_keeps_a_refused_event_until_its_dead_letter_is_written("cli_flush_dead_letter_excl", true);
 }
 
 /// Polls `done` every 50 ms for up to 20 s.

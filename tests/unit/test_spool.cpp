@@ -3,6 +3,7 @@
 #include "trackevent/drain.hpp"
 
 #include "spool.hpp"
+#include "support/fake_clock.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,9 +38,55 @@ namespace fs = std::filesystem;
 using trackevent::Event;
 using trackevent::Uuid;
 using trackevent::detail::DeadLetters;
+using trackevent::detail::LeaseRenewer;
 using trackevent::detail::Spool;
 using trackevent::detail::SpoolError;
 using trackevent::detail::SpoolOptions;
+
+// ---- fsync and fdatasync, watched ---------------------------------------------------------------
+// This program's own fsync() and fdatasync() take the place of libc's for libtrackevent (and
+// SQLite): the dynamic linker looks in the executable first. Both pass every call on to the kernel;
+// they count the calls on a file named dead-letter.jsonl and on directories, and can make the ones
+// on dead-letter.jsonl fail.
+
+namespace {
+
+std::atomic<int> g_dead_letter_syncs{0};
+std::atomic<int> g_directory_syncs{0};
+std::atomic<bool> g_fail_dead_letter_sync{false};
+
+enum class Watched { dead_letter, directory, other };
+
+Watched watched(int fd) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Watched::other;
+  if (S_ISDIR(st.st_mode)) return Watched::directory;
+  char link[64];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  char target[4096];
+  const ssize_t n = ::readlink(link, target, sizeof target - 1);
+  if (n <= 0) return Watched::other;
+  const std::string_view path(target, static_cast<std::size_t>(n));
+  return path.ends_with("/dead-letter.jsonl") ? Watched::dead_letter : Watched::other;
+}
+
+int watched_sync(long call, int fd) noexcept {
+  const Watched w = watched(fd);
+  if (w == Watched::directory) ++g_directory_syncs;
+  if (w == Watched::dead_letter) {
+    ++g_dead_letter_syncs;
+    if (g_fail_dead_letter_sync.load()) {
+      errno = EIO;
+      return -1;
+    }
+  }
+  return static_cast<int>(::syscall(call, fd));
+}
+
+}  // namespace
+
+extern "C" int fsync(int fd) { return watched_sync(SYS_fsync, fd); }
+extern "C" int fdatasync(int fd) { return watched_sync(SYS_fdatasync, fd); }
 
 namespace {
 
@@ -283,6 +331,102 @@ TEST(Spool, LeaseHidesRowsFromAnotherSpoolUntilItExpires) {
   const auto taken = b->claim(10, std::chrono::seconds(60));
   ASSERT_EQ(taken.size(), 3U) << "an expired lease makes rows claimable again";
   EXPECT_TRUE(a->claim(10, std::chrono::seconds(60)).empty());
+}
+
+TEST(Spool, ExtendKeepsRowsFromAnotherSpoolPastTheFirstLease) {
+  TempDir tmp;
+  auto a = Spool::open(tmp.path());
+  auto b = Spool::open(tmp.path());  // another process's view, as for claims
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(append_one(*a, make_event(1, i)));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto claimed = a->claim(10, std::chrono::seconds(1));
+  ASSERT_EQ(claimed.size(), 3U);
+  std::this_thread::sleep_until(t0 + std::chrono::milliseconds(500));
+  ASSERT_TRUE(a->extend(ids_of(claimed), std::chrono::seconds(2)));  // until t0 + 2.5 s
+  std::this_thread::sleep_until(t0 + std::chrono::milliseconds(1300));
+  EXPECT_TRUE(b->claim(10, std::chrono::seconds(60)).empty())
+      << "the first lease has run out, but it was renewed";
+  std::this_thread::sleep_until(t0 + std::chrono::milliseconds(3200));
+  EXPECT_EQ(b->claim(10, std::chrono::seconds(60)).size(), 3U) << "the renewed lease ran out";
+  EXPECT_TRUE(a->extend({}, std::chrono::seconds(2)));
+}
+
+TEST(Spool, ExtendLeavesRowsItNoLongerHoldsAlone) {
+  TempDir tmp;
+  auto spool = Spool::open(tmp.path());
+  for (int i = 1; i <= 4; ++i) ASSERT_TRUE(append_one(*spool, make_event(1, i)));
+  const auto first = spool->claim(2, std::chrono::seconds(60));
+  ASSERT_EQ(first.size(), 2U);
+  const std::int64_t released = first[0].spool_id;
+  const std::int64_t removed = first[1].spool_id;
+  ASSERT_TRUE(spool->release(std::span<const std::int64_t>(&released, 1)));
+  ASSERT_TRUE(spool->remove(std::span<const std::int64_t>(&removed, 1)));
+  // A row given back is no longer ours: renewing does not claim it again.
+  ASSERT_TRUE(spool->extend(std::span<const std::int64_t>(&released, 1), std::chrono::seconds(60)));
+  const auto again = spool->claim(1, std::chrono::seconds(60));
+  ASSERT_EQ(again.size(), 1U);
+  EXPECT_EQ(again[0].spool_id, released);
+  ASSERT_TRUE(spool->remove(ids_of(again)));
+
+  // Another process claims the other two for 2 s; our renewal must not lengthen its lease.
+  const pid_t child = spawn([&] {
+    auto theirs = Spool::open(tmp.path());
+    return theirs->claim(10, std::chrono::seconds(2)).size() == 2 ? 0 : 1;
+  });
+  ASSERT_EQ(wait_child(child), 0);
+  const auto claimed_by_then = std::chrono::steady_clock::now();
+  std::vector<std::int64_t> all{released, removed};
+  for (std::int64_t id = removed + 1; id <= removed + 2; ++id) all.push_back(id);
+  EXPECT_TRUE(spool->extend(all, std::chrono::seconds(60)));
+  EXPECT_TRUE(spool->claim(10, std::chrono::seconds(60)).empty()) << "the other process's lease";
+  std::this_thread::sleep_until(claimed_by_then + std::chrono::milliseconds(2300));
+  EXPECT_EQ(spool->claim(10, std::chrono::seconds(60)).size(), 2U)
+      << "their lease ran out when theirs did, not when a renewal of ours would";
+  EXPECT_EQ(spool->count(), 2);
+}
+
+/// claimed_until (ms since 1970) of the spool row `id`, read past the Spool API.
+long long claimed_until(const fs::path& dir, std::int64_t id) {
+  sqlite3* h = nullptr;
+  long long until = -1;
+  if (sqlite3_open_v2((dir / "spool.db").c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(h, "SELECT claimed_until FROM spool WHERE id = ?1", -1, &st, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_bind_int64(st, 1, id);
+      if (sqlite3_step(st) == SQLITE_ROW) until = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(h);
+  return until;
+}
+
+TEST(LeaseRenewer, RenewsOnceHalfTheLeaseHasPassed) {
+  TempDir tmp;
+  auto spool = Spool::open(tmp.path());
+  for (int i = 1; i <= 2; ++i) ASSERT_TRUE(append_one(*spool, make_event(1, i)));
+  trackevent::test::FakeClock clock;
+  LeaseRenewer renewer(*spool, std::chrono::seconds(10), [&clock] { return clock.now(); });
+  const auto rows = spool->claim(10, std::chrono::seconds(10));
+  ASSERT_EQ(rows.size(), 2U);
+  renewer.claimed();
+  const long long first = claimed_until(tmp.path(), rows[0].spool_id);
+  ASSERT_GT(first, 0);
+
+  clock.advance(std::chrono::milliseconds(4999));
+  EXPECT_FALSE(renewer.due());
+  clock.advance(std::chrono::milliseconds(1));
+  EXPECT_TRUE(renewer.due());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // real time, for claimed_until
+  ASSERT_TRUE(renewer.renew(ids_of(rows)));
+  EXPECT_GE(claimed_until(tmp.path(), rows[0].spool_id), first + 50);
+  EXPECT_GE(claimed_until(tmp.path(), rows[1].spool_id), first + 50);
+  EXPECT_FALSE(renewer.due()) << "a renewal starts the count again";
+  clock.advance(std::chrono::seconds(5));
+  EXPECT_TRUE(renewer.due());
+  renewer.claimed();  // a new claim starts it again too
+  EXPECT_FALSE(renewer.due());
 }
 
 TEST(Spool, ThreadsShareOneSpool) {
@@ -667,4 +811,52 @@ TEST(DeadLetters, UnwritableDirectoryReturnsFalse) {
   EXPECT_FALSE(dl.append(make_event(1, 1), "x", "22000", why));
   EXPECT_NE(why.find("writable by group or others"), std::string::npos) << why;
   EXPECT_FALSE(fs::exists(dl.path()));
+}
+
+TEST(DeadLetters, AFileThatCannotBeWrittenFailsWithAReasonThenWorksOnceItCan) {
+  TempDir tmp;
+  DeadLetters dl(tmp.path());
+  ASSERT_EQ(::mkdir(dl.path().c_str(), 0700), 0);  // a directory where the file should be
+  const Event e = make_event(8, 9);
+  std::string why;
+  EXPECT_FALSE(dl.append(e, "refused", "23514", why));
+  EXPECT_NE(why.find(dl.path().string()), std::string::npos) << why;
+  EXPECT_NE(why.find(std::strerror(EISDIR)), std::string::npos) << why;
+
+  ASSERT_EQ(::rmdir(dl.path().c_str()), 0);
+  why.clear();
+  ASSERT_TRUE(dl.append(e, "refused", "23514", why)) << why;
+  std::ifstream in(dl.path());
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  const auto j = nlohmann::json::parse(line);
+  EXPECT_EQ(j.at("event_id"), e.event_id.to_string());
+  EXPECT_EQ(j.at("sqlstate"), "23514");
+  EXPECT_FALSE(std::getline(in, line)) << "one line";
+}
+
+TEST(DeadLetters, SyncsEveryLineAndTheDirectoryOfANewFile) {
+  TempDir tmp;
+  DeadLetters dl(tmp.path());
+  const int file_syncs = g_dead_letter_syncs.load();
+  const int dir_syncs = g_directory_syncs.load();
+  ASSERT_TRUE(dl.append(make_event(1, 1), "refused", "23514"));
+  EXPECT_EQ(g_dead_letter_syncs.load(), file_syncs + 1) << "the line is synced";
+  EXPECT_EQ(g_directory_syncs.load(), dir_syncs + 1) << "so is the new file's directory entry";
+  ASSERT_TRUE(dl.append(make_event(1, 2), "refused", "23514"));
+  EXPECT_EQ(g_dead_letter_syncs.load(), file_syncs + 2);
+  EXPECT_EQ(g_directory_syncs.load(), dir_syncs + 1) << "the file was there already";
+}
+
+TEST(DeadLetters, AFailedSyncFailsTheAppend) {
+  TempDir tmp;
+  DeadLetters dl(tmp.path());
+  ASSERT_TRUE(dl.append(make_event(1, 1), "refused", "23514"));
+  g_fail_dead_letter_sync = true;
+  std::string why;
+  const bool appended = dl.append(make_event(1, 2), "refused", "23514", why);
+  g_fail_dead_letter_sync = false;
+  EXPECT_FALSE(appended) << "written but not durable is not written";
+  EXPECT_NE(why.find(dl.path().string()), std::string::npos) << why;
+  EXPECT_NE(why.find(std::strerror(EIO)), std::string::npos) << why;
 }

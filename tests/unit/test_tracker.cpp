@@ -573,6 +573,38 @@ TEST_F(TrackerTest, DurableCloseCountsWhatIsStillInTheSpool) {
   tracker.reset();
 }
 
+// Durable mode: our spooled events delivered by another process (a concurrent `trackevent flush`)
+// are noticed: flush() does not wait for them, close() does not count them as spooled.
+TEST_F(TrackerTest, DurableNoticesItsEventsDeliveredByAnotherProcess) {
+  auto clock = std::make_shared<test::FakeClock>();
+  auto o = options();
+  o.durable = true;
+  o.clock = clock;
+  sink_->fail_next(1, Failure{Disposition::hold, "42501", "permission denied"});
+  Tracker tracker(o);
+  for (std::uint32_t i = 0; i < 5; ++i) tracker.track(make_event(i));
+  ASSERT_TRUE(tracker.sync(30s));
+  ASSERT_TRUE(sink_->wait_completed(1));  // refused: held in the spool until the next probe
+  // Another process claims and delivers them meanwhile.
+  {
+    auto other = detail::Spool::open(dir_);
+    std::vector<detail::SpooledEvent> claimed;
+    ASSERT_TRUE(eventually([&] { return !(claimed = other->claim(100, 60s)).empty(); }));
+    ASSERT_EQ(claimed.size(), 5u);
+    std::vector<std::int64_t> ids;
+    for (const auto& c : claimed) ids.push_back(c.spool_id);
+    ASSERT_TRUE(other->remove(ids));
+  }
+  clock->advance(std::chrono::seconds{31});  // past the hold probe
+  const auto result = tracker.flush(5s);
+  EXPECT_TRUE(result.complete);
+  const Stats st = tracker.close(5s);
+  EXPECT_EQ(st.accepted, 5u);
+  EXPECT_EQ(st.spooled, 0u);
+  EXPECT_EQ(st.stored, 5u);
+  EXPECT_EQ(sink_->stored_count(), 0u);
+}
+
 #if defined(__SANITIZE_THREAD__)
 constexpr bool kThreadSanitizer = true;
 #else
@@ -710,6 +742,124 @@ TEST_P(TrackerSinkTest, FourProducersAllAccountedFor) {
   if (stats.spooled > 0) {
     EXPECT_EQ(spool_count(), static_cast<std::int64_t>(stats.spooled));
   }
+}
+
+// close() that gives up on a hung write still accounts for every accepted event exactly once,
+// including those the dispatcher had already taken into its next batch (pipelined: while the
+// connections were busy).
+TEST_P(TrackerSinkTest, CloseAccountsForEveryEventWhenAWriteHangs) {
+  auto o = options();
+  o.batch_size = 10;
+  sink_->close_gate();
+  Tracker tracker(o);
+  for (std::uint32_t i = 0; i < 10; ++i) tracker.track(make_event(i));
+  ASSERT_TRUE(sink_->wait_entered(1));
+  for (std::uint32_t i = 10; i < 15; ++i) tracker.track(make_event(i));
+  std::this_thread::sleep_for(100ms);  // pipelined: the dispatcher takes them into its next batch
+  const Stats st = tracker.close(0ms);
+  EXPECT_EQ(st.accepted, 15u);
+  EXPECT_EQ(st.stored + st.duplicates + st.rejected_by_db + st.spooled + st.dropped, st.accepted);
+  EXPECT_EQ(st.spooled, 15u);
+  EXPECT_EQ(st.dropped, 0u);
+  EXPECT_EQ(spool_count(), 15);
+}
+
+// The same under a retry pause: the batch waiting to be written again is close()'s to spool.
+TEST_F(TrackerTest, CloseDuringARetryPauseSpoolsTheBatchOnce) {
+  auto o = options();
+  o.batch_size = 4;
+  o.jitter = [] { return 0.99; };  // a pause of ~0.5 s before the second attempt
+  sink_->fail_next(1, Failure{Disposition::retry, "08006", "connection lost"});
+  Tracker tracker(o);
+  for (std::uint32_t i = 0; i < 4; ++i) tracker.track(make_event(i));
+  ASSERT_TRUE(sink_->wait_completed(1));
+  sink_->close_gate();  // the second attempt, if any, hangs
+  const Stats st = tracker.close(0ms);
+  EXPECT_EQ(st.accepted, 4u);
+  EXPECT_EQ(st.stored + st.spooled + st.dropped, 4u);
+  EXPECT_EQ(spool_count(), static_cast<std::int64_t>(st.spooled));
+}
+
+// on_error must never run once close() has returned: what the callback captured may be gone.
+TEST_F(TrackerTest, NoErrorCallbackRunsAfterCloseReturns) {
+  auto o = options();
+  o.batch_size = 2;
+  struct Seen {
+    std::atomic<bool> closed{false};
+    std::atomic<int> late{0};
+  };
+  auto seen = std::make_shared<Seen>();
+  o.on_error = [seen](const ErrorInfo&) {
+    if (seen->closed) ++seen->late;
+  };
+  const Event bad = make_event(2);
+  sink_->reject_id(bad.event_id);
+  sink_->close_gate();
+  Tracker tracker(o);
+  tracker.track(make_event(1));
+  tracker.track(bad);
+  ASSERT_TRUE(sink_->wait_entered(1));
+  (void)tracker.close(0ms);
+  seen->closed = true;
+  // The abandoned write returns now, refused: isolating the bad row would report it.
+  sink_->open_gate();
+  ASSERT_TRUE(sink_->wait_completed(1));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(seen->late.load(), 0);
+  EXPECT_EQ(spool_count(), 2);
+}
+
+/// Statements of more than `most` rows always exceed the statement timeout (57014).
+class SlowOverRows final : public Sink {
+ public:
+  explicit SlowOverRows(std::size_t most) : most_(most) {}
+  WriteResult write(std::span<const Event> batch) noexcept override {
+    std::lock_guard lock(mutex_);
+    WriteResult result;
+    if (batch.size() > most_) {
+      result.failure =
+          Failure{Disposition::retry, "57014", "canceling statement due to statement timeout"};
+      return result;
+    }
+    for (const auto& e : batch)
+      (stored_.insert(e.event_id).second ? result.stored : result.duplicates)++;
+    return result;
+  }
+  [[nodiscard]] std::string describe() const override { return "slow"; }
+  bool has(const Uuid& id) {
+    std::lock_guard lock(mutex_);
+    return stored_.contains(id);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::size_t most_;
+  std::set<Uuid> stored_;
+};
+
+// A batch that keeps exceeding statement_timeout is not retried and replayed at the same size
+// forever: it is written in smaller statements until they fit.
+TEST_F(TrackerTest, BatchesThatKeepTimingOutAreWrittenInSmallerStatements) {
+  auto slow = std::make_shared<SlowOverRows>(3);
+  auto o = options();
+  o.sink = slow;
+  o.batch_size = 16;
+  Tracker tracker(o);
+  for (std::uint32_t i = 0; i < 16; ++i) tracker.track(make_event(i));
+  ASSERT_TRUE(tracker.flush(30s).complete);
+  const auto all_stored = [&] {
+    for (std::uint32_t i = 0; i < 16; ++i) {
+      if (!slow->has(make_event(i).event_id)) return false;
+    }
+    return true;
+  };
+  // Spooled rows are replayed after each live write that succeeds: keep a trickle going.
+  for (std::uint32_t i = 100; i < 200 && !all_stored(); ++i) {
+    tracker.track(make_event(i));
+    ASSERT_TRUE(tracker.flush(30s).complete);
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_TRUE(all_stored());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 
@@ -28,11 +29,15 @@ struct DrainOptions {
   /// look again: events spooled while the lock was held (by writers who saw it taken and so left
   /// them to this drain) are delivered before it returns.
   bool exclusive = false;
+  /// Polled between batches (never during a write); true ends the drain early: what it claimed
+  /// and did not write is released to others, and the result says `interrupted`. Empty: never.
+  std::function<bool()> should_stop;
 };
 
 struct DrainResult {
   enum class Outcome {
-    empty,        ///< the spool is empty (everything delivered, or nothing was there)
+    empty,        ///< nothing left to deliver: the spool is empty (everything delivered, or
+                  ///< nothing was there), or holds only the dead_letter_failed rows
     unreachable,  ///< the database could not take writes (connection, auth, missing table...)
     timed_out,    ///< the deadline passed with events left (e.g. leased by another process)
     spool_error,  ///< the spool could not be opened or read
@@ -42,10 +47,18 @@ struct DrainResult {
   std::uint64_t duplicates = 0;
   /// Rows the database refused as bad data (22xxx/23xxx); moved to dead-letter.jsonl.
   std::uint64_t dead_lettered = 0;
+  /// Rows the database refused whose line could not be written durably to dead-letter.jsonl
+  /// (disk full, read-only, not a file...): each is logged critically and stays in the spool,
+  /// the event's only copy, still claimed by this drain, so no drain retries it before the
+  /// claim's lease (2 minutes) runs out. Counted in `remaining`; `trackevent flush` exits 1.
+  std::uint64_t dead_letter_failed = 0;
   /// Events in the spool when the drain ended (claimed by others included); -1 if unknown.
   std::int64_t remaining = 0;
   std::string error;     ///< why it stopped early, password-free
   std::string sqlstate;  ///< when the database gave one
+  /// DrainOptions::should_stop ended the drain early; what is left stays in the spool, free for
+  /// another drain (the outcome is then timed_out when events are left, else empty).
+  bool interrupted = false;
 };
 
 /// Delivers the spool in `options.spool_dir` to `target` in batches, removing what is stored,

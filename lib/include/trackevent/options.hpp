@@ -81,7 +81,9 @@ struct TrackerOptions {
   Limits limits;
 
   /// Called from the dispatcher thread for each error (after logging). Must not throw; if it does,
-  /// the exception is caught and logged.
+  /// the exception is caught and logged. Never called once close() or the destructor has
+  /// returned, even when they left a hung database write behind; a call in progress then is
+  /// waited for, so the callback must return.
   std::function<void(const ErrorInfo&)> on_error;
 
   /// For tests and embedding: a sink to use instead of opening database_url.

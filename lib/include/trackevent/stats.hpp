@@ -8,7 +8,9 @@ namespace trackevent {
 /// stored, duplicates, rejected_by_db, spooled or dropped (or is still in flight).
 struct Stats {
   std::uint64_t accepted = 0;    ///< taken by track() (valid and queued)
-  std::uint64_t stored = 0;      ///< written by the sink (including events replayed from the spool)
+  std::uint64_t stored = 0;      ///< written by the sink (including events replayed from the spool;
+                                 ///< durable mode: also ours that another process sharing the
+                                 ///< spool delivered)
   std::uint64_t duplicates = 0;  ///< the sink already had this event_id
   std::uint64_t rejected = 0;    ///< refused by validation: in track(), or (metadata moved in
                                  ///< with track(…, json&&)) by the dispatcher; never accepted
