@@ -24,7 +24,7 @@ METHODS = [
 TARGET_INGEST_RATIO = 1.5
 TARGET_RSS_MIB = 64.0
 # Events a Tracker holds without its queue's ring overflowing: the ring (BoundedQueue::kMaxRing,
-# lib/src/queue.hpp) plus the batch the dispatcher is filling and the one it is writing
+# lib/src/runtime/queue.hpp) plus the batch the dispatcher is filling and the one it is writing
 # (TrackerOptions::batch_size, 5000). More than this, and pushes went to the overflow list.
 HELD_WITHOUT_SPILL = 4096 + 2 * 5000
 TARGET_P50_NS = 100.0

@@ -2,7 +2,8 @@
 #
 # Layout follows GNUInstallDirs. Only the library's PUBLIC dependencies (nlohmann_json, Threads)
 # reach consumers' link lines; SQLite, spdlog, fmt and simdjson stay behind the shared library's
-# DT_NEEDED entries, libpq and libpqxx behind dlopen() (lib/src/libpq.hpp, lib/src/pgmigrate/).
+# DT_NEEDED entries, libpq and libpqxx behind dlopen() (lib/src/pg/libpq.hpp,
+# lib/src/schema/pgmigrate/).
 # (CMake still names the private shared-library targets in IMPORTED_LINK_DEPENDENT_LIBRARIES,
 # used only for -rpath-link and skipped by consumers that do not define those targets; no
 # $<BUILD_INTERFACE> wrapping removes that.)
@@ -24,7 +25,7 @@ install(TARGETS trackevent EXPORT trackeventTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT development
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 install(TARGETS trackevent_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
-# Loaded by the library from <libdir>/trackevent/ (lib/src/migrate.cpp).
+# Loaded by the library from <libdir>/trackevent/ (lib/src/schema/migrate.cpp).
 install(TARGETS trackevent_pgmigrate LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/trackevent
   COMPONENT runtime)
 

@@ -8,7 +8,7 @@
 #include "trackevent/tracker.hpp"
 
 #include "cli/cli_support.hpp"
-#include "spool.hpp"
+#include "spool/spool.hpp"
 #include "support/net.hpp"
 #include "support/pg_schema.hpp"
 #include "support/pg_server.hpp"

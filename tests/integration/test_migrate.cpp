@@ -2,8 +2,8 @@
 // idempotence, concurrent migrators, checksum tampering, dry run, status, unreachable servers.
 #include "trackevent/migrate.hpp"
 
-#include "migrate_internal.hpp"
-#include "sha256.hpp"
+#include "schema/migrate_internal.hpp"
+#include "schema/sha256.hpp"
 #include "support/pg.hpp"
 
 #include <gtest/gtest.h>

@@ -2,7 +2,7 @@
 #include "trackevent/event.hpp"
 #include "trackevent/sink.hpp"
 
-#include "parallel_sink.hpp"
+#include "pg/parallel_sink.hpp"
 #include "support/fake_sink.hpp"
 #include "support/net.hpp"
 #include "support/pg.hpp"

@@ -4,7 +4,7 @@
 #include "trackevent/migrate.hpp"
 #include "trackevent/sink.hpp"
 
-#include "sqlite_util.hpp"
+#include "sqlite/sqlite_util.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

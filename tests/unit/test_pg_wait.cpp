@@ -1,7 +1,7 @@
 // detail::wait_socket: the PostgreSQL sink's bounded wait on a connection's socket.
 
-#include "libpq.hpp"
-#include "pg_wait.hpp"
+#include "pg/libpq.hpp"
+#include "pg/pg_wait.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "queue.hpp"
+#include "runtime/queue.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // SHA-256 against the FIPS 180-4 / NIST example vectors, plus streaming in odd-sized pieces.
-#include "sha256.hpp"
+#include "schema/sha256.hpp"
 
 #include <gtest/gtest.h>
 

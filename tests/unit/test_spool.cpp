@@ -2,7 +2,7 @@
 
 #include "trackevent/drain.hpp"
 
-#include "spool.hpp"
+#include "spool/spool.hpp"
 #include "support/fake_clock.hpp"
 
 #include <gtest/gtest.h>

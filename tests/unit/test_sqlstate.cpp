@@ -1,4 +1,4 @@
-// Every row of the SQLSTATE table in lib/src/sqlstate.cpp.
+// Every row of the SQLSTATE table in lib/src/pg/sqlstate.cpp.
 #include "trackevent/sink.hpp"
 
 #include <gtest/gtest.h>

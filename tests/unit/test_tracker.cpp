@@ -1,8 +1,8 @@
 #include "trackevent/log.hpp"
 #include "trackevent/tracker.hpp"
 
-#include "parallel_sink.hpp"
-#include "spool.hpp"
+#include "pg/parallel_sink.hpp"
+#include "spool/spool.hpp"
 #include "support/fake_clock.hpp"
 #include "support/fake_sink.hpp"
 

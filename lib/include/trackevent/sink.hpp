@@ -101,7 +101,7 @@ struct PgTimeouts {
 /// As above, over `connections` PostgreSQL connections (at least 1). Used as a plain Sink, each
 /// batch of at least 1000 rows is cut into contiguous parts written concurrently, one transaction
 /// per part; a Tracker instead writes each batch whole on the next free connection without
-/// waiting for the others (see lib/src/parallel_sink.hpp). Each connection has a worker thread.
+/// waiting for the others (see lib/src/pg/parallel_sink.hpp). Each connection has a worker thread.
 /// A connection that cannot be opened while another works (the server or the role allows fewer
 /// connections, SQLSTATE 53300) is set aside for 30 s, then longer up to 5 min while it keeps
 /// failing, with one warning each time; the others write its rows, and no batch fails for it.

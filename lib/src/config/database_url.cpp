@@ -1,7 +1,7 @@
 // Which database to use, what kind it is, and how to show its address without the password.
 #include "trackevent/sink.hpp"
 
-#include "libpq.hpp"
+#include "pg/libpq.hpp"
 
 #include <pwd.h>
 #include <unistd.h>

@@ -3,7 +3,7 @@
 // migrated or inspected: see PgMigrateEntry in migrate_internal.hpp for why.
 #include "trackevent/migrate.hpp"
 
-#include "migrate_internal.hpp"
+#include "schema/migrate_internal.hpp"
 
 #include <libpq-fe.h>
 #include <pqxx/pqxx>

@@ -1,4 +1,4 @@
-#include "batcher.hpp"
+#include "runtime/batcher.hpp"
 
 #include <algorithm>
 

@@ -8,8 +8,8 @@
 #include "trackevent/sink.hpp"
 #include "trackevent/stats.hpp"
 
-#include "queue.hpp"
-#include "spool_access.hpp"
+#include "runtime/queue.hpp"
+#include "spool/spool_access.hpp"
 
 #include <nlohmann/json.hpp>
 

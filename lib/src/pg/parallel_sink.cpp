@@ -1,4 +1,4 @@
-#include "parallel_sink.hpp"
+#include "pg/parallel_sink.hpp"
 
 #include "trackevent/log.hpp"
 

@@ -5,8 +5,8 @@
 
 #include "trackevent/log.hpp"
 
-#include "libpq.hpp"
-#include "spool.hpp"
+#include "pg/libpq.hpp"
+#include "spool/spool.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -2,10 +2,10 @@
 // processes (SQLite's file locks; every write transaction is BEGIN IMMEDIATE, so lock waits happen
 // up front under the busy timeout and never end in a mid-transaction deadlock).
 
-#include "spool.hpp"
+#include "spool/spool.hpp"
 
-#include "fs_util.hpp"
-#include "sqlite_util.hpp"
+#include "spool/fs_util.hpp"
+#include "sqlite/sqlite_util.hpp"
 
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>

@@ -4,10 +4,10 @@
 #include "trackevent/log.hpp"
 #include "trackevent/sink.hpp"
 
-#include "backoff.hpp"
-#include "batcher.hpp"
-#include "parallel_sink.hpp"
-#include "tracker_state.hpp"
+#include "pg/parallel_sink.hpp"
+#include "runtime/backoff.hpp"
+#include "runtime/batcher.hpp"
+#include "runtime/tracker_state.hpp"
 
 #include <chrono>
 #include <cstddef>

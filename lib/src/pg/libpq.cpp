@@ -1,4 +1,4 @@
-#include "libpq.hpp"
+#include "pg/libpq.hpp"
 
 #include <dlfcn.h>
 

@@ -1,6 +1,6 @@
-#include "pg_wait.hpp"
+#include "pg/pg_wait.hpp"
 
-#include "libpq.hpp"
+#include "pg/libpq.hpp"
 
 #include <poll.h>
 

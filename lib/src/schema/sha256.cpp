@@ -1,4 +1,4 @@
-#include "sha256.hpp"
+#include "schema/sha256.hpp"
 
 #include <algorithm>
 

@@ -4,8 +4,8 @@
 #include "trackevent/parse.hpp"
 #include "trackevent/uuid.hpp"
 
-#include "dispatcher.hpp"
-#include "tracker_state.hpp"
+#include "runtime/dispatcher.hpp"
+#include "runtime/tracker_state.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "spool_access.hpp"
+#include "spool/spool_access.hpp"
 
 #include <algorithm>
 #include <exception>

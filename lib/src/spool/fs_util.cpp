@@ -1,4 +1,4 @@
-#include "fs_util.hpp"
+#include "spool/fs_util.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

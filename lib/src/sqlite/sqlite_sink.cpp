@@ -3,8 +3,8 @@
 #include "trackevent/migrate.hpp"
 #include "trackevent/sink.hpp"
 
-#include "migrate_internal.hpp"
-#include "sqlite_util.hpp"
+#include "schema/migrate_internal.hpp"
+#include "sqlite/sqlite_util.hpp"
 
 #include <climits>
 

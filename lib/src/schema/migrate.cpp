@@ -3,10 +3,10 @@
 // is in pgmigrate/pg_migrate.cpp, a module loaded only when a PostgreSQL database is migrated.
 #include "trackevent/migrate.hpp"
 
-#include "migrate_internal.hpp"
-#include "schema_data.hpp"
-#include "sha256.hpp"
-#include "sqlite_util.hpp"
+#include "schema/migrate_internal.hpp"
+#include "schema/schema_data.hpp"
+#include "schema/sha256.hpp"
+#include "sqlite/sqlite_util.hpp"
 
 #include <dlfcn.h>
 

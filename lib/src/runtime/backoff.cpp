@@ -1,4 +1,4 @@
-#include "backoff.hpp"
+#include "runtime/backoff.hpp"
 
 #include <algorithm>
 #include <random>

@@ -14,8 +14,8 @@
 // send`) is a single parameterised INSERT ... ON CONFLICT DO NOTHING instead: one round trip.
 #include "trackevent/sink.hpp"
 
-#include "libpq.hpp"
-#include "pg_wait.hpp"
+#include "pg/libpq.hpp"
+#include "pg/pg_wait.hpp"
 
 #include <poll.h>
 

@@ -1,4 +1,4 @@
-#include "dispatcher.hpp"
+#include "runtime/dispatcher.hpp"
 
 #include <algorithm>
 #include <exception>

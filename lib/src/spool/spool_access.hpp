@@ -3,7 +3,7 @@
 
 #include "trackevent/event.hpp"
 
-#include "spool.hpp"
+#include "spool/spool.hpp"
 
 #include <chrono>
 #include <cstdint>
