@@ -1,6 +1,6 @@
 #pragma once
 // The trackevent command line: global options, the subcommand table, and the mapping of parse
-// errors onto DESIGN.md's exit statuses.
+// errors onto the exit statuses of man/trackevent.1.
 
 namespace trackevent::cli {
 

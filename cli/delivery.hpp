@@ -54,8 +54,8 @@ struct RunCounts {
 
 /// Logs the "summary" info line, as the run's last log line (suppressed-line reports go first).
 void log_summary(const RunCounts& counts);
-/// The exit status DESIGN.md assigns to these counts: 74 lost > 69 (--strict and spooled) >
-/// 65 rejected > 0.
+/// The exit status man/trackevent.1 (EXIT STATUS) gives these counts: 74 lost > 69 (--strict and
+/// spooled) > 65 rejected > 0.
 [[nodiscard]] int exit_status(const RunCounts& counts);
 
 }  // namespace trackevent::cli

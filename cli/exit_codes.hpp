@@ -1,5 +1,5 @@
 #pragma once
-// Exit statuses of the trackevent CLI, as DESIGN.md's command-line contract fixes them. The values
+// Exit statuses of the trackevent CLI, as man/trackevent.1 (EXIT STATUS) documents them. The values
 // come from BSD sysexits(3) so shell scripts and cron wrappers can tell the cases apart.
 
 namespace trackevent::cli::exit_code {

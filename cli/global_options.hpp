@@ -29,8 +29,9 @@ struct GlobalOptions {
 /// NO_COLOR.
 void init_logging(const GlobalOptions& global);
 
-/// The database the command talks to, as DESIGN.md picks it (--db, then the environment).
-/// nullopt (after logging why, password-free) when the URL is malformed: a usage error.
+/// The database the command talks to, as the README and man/trackevent.1 describe (--db, then the
+/// environment). nullopt (after logging why, password-free) when the URL is malformed: a usage
+/// error.
 [[nodiscard]] std::optional<DbTarget> database_target(const GlobalOptions& global,
                                                       UrlCheck check = UrlCheck::full);
 

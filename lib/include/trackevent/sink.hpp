@@ -72,7 +72,7 @@ enum class UrlCheck {
   form,
 };
 
-/// Picks the database as DESIGN.md says: `cli_value`, else TRACKEVENT_DATABASE_URL, else
+/// Picks the database (README, "Using the CLI"): `cli_value`, else TRACKEVENT_DATABASE_URL, else
 /// DATABASE_URL, else the embedded store at $XDG_DATA_HOME/trackevent/events.db.
 [[nodiscard]] DbTarget resolve_database(const std::optional<std::string>& cli_value);
 [[nodiscard]] DbTarget resolve_database(const std::optional<std::string>& cli_value,

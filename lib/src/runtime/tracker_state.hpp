@@ -192,7 +192,8 @@ struct TrackerState {
   // counted. close() can see the first two only. So it takes over only while the dispatcher is
   // parked: blocked in a sink write, a wait for a pipelined write or a retry pause, holding
   // nothing unregistered. From then on the dispatcher counts nothing and calls no callback; it
-  // leaves at its next park()/unpark() by throwing TakenOver.
+  // leaves at its next park()/unpark() by throwing TakenOver. (docs/architecture.md, "Nothing
+  // accepted is lost")
 
   /// The dispatcher is about to block holding no event outside the queue and the in-flight
   /// batches. Throws TakenOver when close() has taken over already.
