@@ -69,16 +69,30 @@ void Tee::echo_durable() noexcept {
     chunk.swap(held_);
   }
   if (chunk.empty()) return;
-  bool durable = false;
+  Durability verdict = Durability::pending;
   try {
-    durable = durable_();
+    verdict = durable_();
   } catch (...) {
   }
-  if (durable) {
+  if (verdict == Durability::durable) {
     write_now(chunk);
     return;
   }
   std::lock_guard lock(mutex_);
+  if (verdict == Durability::lost) {
+    log::write_limited(log::Level::critical, "tee.lost",
+                       "tee: lines withheld: some of their events could not be made durable",
+                       {{"bytes", chunk.size()}});
+    if (lost_.size() + chunk.size() <= kLostMax) {
+      try {
+        lost_.append(chunk);
+        return;
+      } catch (...) {
+      }
+    }
+    lost_withheld_ += chunk.size();
+    return;
+  }
   try {
     chunk.append(held_);
     held_.swap(chunk);
@@ -87,7 +101,7 @@ void Tee::echo_durable() noexcept {
   }
 }
 
-void Tee::hold_until(std::function<bool()> durable) {
+void Tee::hold_until(std::function<Durability()> durable) {
   std::lock_guard guard(mutex_);
   if (holding_) return;
   durable_ = std::move(durable);
@@ -120,12 +134,22 @@ void Tee::stop_holding() noexcept {
 }
 
 void Tee::release_held() noexcept {
+  std::string lost;
   std::string chunk;
+  std::uint64_t withheld = 0;
   {
     std::lock_guard lock(mutex_);
     holding_ = false;
+    lost.swap(lost_);
     chunk.swap(held_);
+    withheld = std::exchange(lost_withheld_, 0);
   }
+  if (withheld > 0) {
+    log::write(log::Level::critical,
+               "tee: lines never echoed: their events were lost and there were too many to keep",
+               {{"bytes", withheld}});
+  }
+  write_now(lost);
   write_now(chunk);
 }
 

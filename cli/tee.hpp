@@ -25,23 +25,32 @@ class Tee {
   /// holding, appends them to the held buffer instead.
   void write(std::string_view bytes) noexcept;
 
+  /// What the hold asks about the bytes it took: their events are durable, not yet, or some of
+  /// them never will be (lost: counted as dropped by the Tracker).
+  enum class Durability { durable, pending, lost };
+
   /// From now on write() holds bytes back; a thread echoes them once `durable()` (called at most
-  /// every kHoldInterval, after taking the bytes) returns true. The caller must give write()
+  /// every kHoldInterval, after taking the bytes) returns `durable`. Bytes it calls `lost` are
+  /// not echoed while the run goes on (a consumer killed with us must never hold a line whose
+  /// event exists nowhere); release_held() echoes them at the end, when the exit status and the
+  /// summary's `dropped` say what was lost. The caller must give write()
   /// only bytes of lines it has already handed to the Tracker (LineReader's on_consumed does:
   /// it reports bytes before waiting for more input, i.e. after the lines were processed), so a
   /// true `durable()` covers every complete line taken. A partial last line is echoed without
   /// its newline; the line appears complete only once durable.
-  void hold_until(std::function<bool()> durable);
+  void hold_until(std::function<Durability()> durable);
   /// Stops the thread after one last `durable()` check for what is held (end of input).
   void stop_holding() noexcept;
-  /// Echoes whatever is still held, durable or not (after the Tracker's close(): those events
-  /// were delivered, or counted as dropped and the exit status says so).
+  /// Echoes whatever is still held, durable or not, the lost bytes first (after the Tracker's
+  /// close(): those events were delivered, or counted as dropped and the exit status says so).
   void release_held() noexcept;
 
   [[nodiscard]] bool active() const noexcept { return fd_ >= 0; }
   [[nodiscard]] std::uint64_t bytes_written() const noexcept { return written_; }
 
   static constexpr auto kHoldInterval = std::chrono::milliseconds{10};
+  /// Most lost bytes kept for release_held(); past it they are dropped from the echo (logged).
+  static constexpr std::size_t kLostMax = std::size_t{64} << 20;
 
  private:
   void write_now(std::string_view bytes) noexcept;
@@ -53,9 +62,11 @@ class Tee {
   std::mutex mutex_;  // guards held_, holding_, stop_
   std::condition_variable cv_;
   std::string held_;
+  std::string lost_;                 // bytes whose events were lost, withheld until release_held()
+  std::uint64_t lost_withheld_ = 0;  // lost bytes beyond kLostMax, never echoed
   bool holding_ = false;
   bool stop_ = false;
-  std::function<bool()> durable_;
+  std::function<Durability()> durable_;
   std::thread thread_;
 };
 

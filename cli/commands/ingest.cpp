@@ -344,7 +344,17 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
       // --durable --tee: echo a line only once its event is in the spool (a kill -9 then loses
       // no echoed line). The holding thread is made here too, with our signals blocked.
       if (tee && o.durable) {
-        tee->hold_until([t = tracker.get()] { return t->sync(std::chrono::seconds{5}); });
+        // Lost: events counted as dropped since the last look belong to the bytes taken now
+        // (or to bytes an earlier look left held, which were put back in front of them).
+        tee->hold_until([t = tracker.get(), dropped = std::uint64_t{0}]() mutable {
+          const bool synced = t->sync(std::chrono::seconds{5});
+          const std::uint64_t now_dropped = t->stats().dropped;
+          if (now_dropped != dropped) {
+            dropped = now_dropped;
+            return Tee::Durability::lost;
+          }
+          return synced ? Tee::Durability::durable : Tee::Durability::pending;
+        });
       }
     }
     read_ok = read_inputs(inputs, o, parse_options, tee ? &*tee : nullptr, shown, counts,

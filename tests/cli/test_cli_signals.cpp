@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <fstream>
 #include <thread>
 
 namespace trackevent::test {
@@ -273,6 +274,41 @@ TEST(CliSignals, SigtermOnAPipeHandlesEveryCompleteLineAlreadyRead) {
   EXPECT_EQ(s["unread_offset"], complete.size());
   EXPECT_EQ(s["unread_bytes"], "unknown");
   EXPECT_EQ(s["unread_files"], 0);
+}
+
+// --durable --tee echoes a line only once its event is durable. When events can be made durable
+// nowhere (the spool unusable, the database down), their lines are not echoed while the run goes
+// on: a consumer killed along with us must never hold a line whose event exists nowhere. At the
+// end they are echoed, with exit 74 and `dropped` saying what was lost.
+TEST(CliSignals, DurableTeeWithholdsLinesWhoseEventsWereLost) {
+  TempDir home;
+  {
+    std::ofstream blocker(home.file("spool"));  // a file where the spool directory should be
+    blocker << "not a directory\n";
+  }
+  const std::string down =
+      "postgresql://nobody@127.0.0.1:" + std::to_string(closed_port()) + "/nothing";
+  constexpr int kLines = 50;
+  const std::string input = many_lines(kLines);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  ASSERT_EQ(::write(pipe_fds[1], input.data(), input.size()), static_cast<ssize_t>(input.size()));
+
+  Child child{home, {"--db", down, "ingest", "--durable", "--tee"}, pipe_fds[0]};
+  ::close(pipe_fds[0]);
+  // The producer keeps the pipe open: the run goes on after the events are lost.
+  ASSERT_TRUE(wait_until(
+      [&] { return read_file(home.file("child.err")).find("events lost") != std::string::npos; },
+      30s))
+      << read_file(home.file("child.err"));
+  std::this_thread::sleep_for(500ms);  // the tee's hold looks every 10 ms
+  EXPECT_EQ(read_file(home.file("child.out")), "") << "lines echoed for events that were lost";
+
+  ::close(pipe_fds[1]);  // end of input
+  const auto r = child.wait(60s);
+  EXPECT_EQ(r.exit_code, 74) << r.err;
+  EXPECT_EQ(r.out, input);  // at the end, with the loss in the exit status and the summary
+  EXPECT_EQ(summary_of(r)["dropped"], kLines) << r.err;
 }
 
 TEST(CliSignals, SigintEndsWithStatus130) {
