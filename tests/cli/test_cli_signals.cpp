@@ -76,30 +76,10 @@ class Child {
   Child(const TempDir& home, std::vector<std::string> args, int stdin_fd = -1)
       : out_path_(home.file("child.out")), err_path_(home.file("child.err")) {
     const RunOptions options = cli_options(home, std::move(args));
-    std::vector<std::string> argv_strings{TRACKEVENT_BIN};
-    argv_strings.insert(argv_strings.end(), options.args.begin(), options.args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_strings) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_strings = detail::child_environment(options.env);
-    std::vector<char*> envp;
-    for (auto& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
     const int in = stdin_fd >= 0 ? stdin_fd : ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     const int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     const int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(in, STDIN_FILENO);
-      ::dup2(out, STDOUT_FILENO);
-      ::dup2(err, STDERR_FILENO);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::signal(SIGPIPE, SIG_DFL);
-      ::execve(argv[0], argv.data(), envp.data());
-      ::_exit(127);
-    }
+    pid_ = detail::spawn(TRACKEVENT_BIN, options.args, options.env, in, out, err);
     if (stdin_fd < 0) ::close(in);
     ::close(out);
     ::close(err);
@@ -340,40 +320,9 @@ TEST(CliSignals, SigintEndsWithStatus130) {
   EXPECT_EQ(s["unread_bytes"], "unknown");
 }
 
-/// A TCP listener that accepts nothing and says nothing (a hung database); pending() tells when
-/// a client has connected.
-class SilentListener {
- public:
-  SilentListener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd_, 16) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      throw std::runtime_error("cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  ~SilentListener() { ::close(fd_); }
-  SilentListener(const SilentListener&) = delete;
-  SilentListener& operator=(const SilentListener&) = delete;
-  [[nodiscard]] int port() const { return port_; }
-  [[nodiscard]] bool pending() const {
-    pollfd p{fd_, POLLIN, 0};
-    return ::poll(&p, 1, 0) == 1;
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
 TEST(CliSignals, SendInterruptedSpoolsTheEventAndEndsWith143) {
   TempDir home;
-  SilentListener hung;
+  const BlackHole hung;
   const std::string url = "postgresql://nobody@127.0.0.1:" + std::to_string(hung.port()) + "/x";
   Child child{home,
               {"--db", url, "send", "--timeout", "1", "--org", "1", "--event", "backup.completed"}};

@@ -73,23 +73,43 @@ inline std::vector<std::string> child_environment(
 
 inline void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
+/// Starts `program` with `args` (argv[1..]) and the environment changed by `env`, its stdin,
+/// stdout and stderr on the given descriptors, and every signal at its default and unblocked
+/// (the test runner may ignore or block some). Returns the pid, or -1 when fork() failed.
+inline pid_t spawn(const std::string& program, const std::vector<std::string>& args,
+                   const std::map<std::string, std::optional<std::string>>& env, int in, int out,
+                   int err) {
+  // Everything the child needs is prepared before fork(): after it, only async-signal-safe calls.
+  std::vector<std::string> argv_strings{program};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings = child_environment(env);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(in, STDIN_FILENO);
+    ::dup2(out, STDOUT_FILENO);
+    ::dup2(err, STDERR_FILENO);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
 }  // namespace detail
 
 /// Runs `program` to completion (or the deadline). A deadline overrun kills the child with
 /// SIGKILL and records a test failure: a CLI that hangs is a bug.
 inline RunResult run_program(const std::string& program, const RunOptions& options) {
   RunResult result;
-  // Everything the child needs is prepared before fork(): after it, only async-signal-safe calls.
-  std::vector<std::string> args{program};
-  args.insert(args.end(), options.args.begin(), options.args.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_strings = detail::child_environment(options.env);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
   int in_pipe[2] = {-1, -1};
   int out_pipe[2];
   int err_pipe[2];
@@ -109,22 +129,12 @@ inline RunResult run_program(const std::string& program, const RunOptions& optio
     return result;
   }
 
-  const pid_t pid = ::fork();
+  const pid_t pid =
+      detail::spawn(program, options.args, options.env, options.stdin_file ? stdin_fd : in_pipe[0],
+                    out_pipe[1], err_pipe[1]);
   if (pid < 0) {
     ADD_FAILURE() << "fork failed: " << std::strerror(errno);
     return result;
-  }
-  if (pid == 0) {
-    ::dup2(options.stdin_file ? stdin_fd : in_pipe[0], STDIN_FILENO);
-    ::dup2(out_pipe[1], STDOUT_FILENO);
-    ::dup2(err_pipe[1], STDERR_FILENO);
-    // The test runner may ignore or block signals; the child starts from the defaults.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
   }
 
   if (stdin_fd >= 0) ::close(stdin_fd);

@@ -36,7 +36,11 @@ Dispatcher::Dispatcher(std::shared_ptr<TrackerState> state)
                    ? std::min<Clock::duration>(s_.options.flush_interval, kGroupInterval)
                    : Clock::duration{s_.options.flush_interval}),
       retry_backoff_(kFirstRetry, kMaxRetryDelay, s_.options.jitter),
-      row_cap_(std::max<std::size_t>(s_.options.batch_size, 1)) {
+      row_cap_(std::max<std::size_t>(s_.options.batch_size, 1)),
+      claim_lease_([this](std::span<const std::int64_t> ids,
+                          std::chrono::seconds lease) { return s_.spool.extend(ids, lease); },
+                   s_.options.durable ? kDurableLease : kSpoolLease,
+                   [this] { return s_.clock->now(); }) {
   pending_.reserve(std::max<std::size_t>(s_.options.batch_size, 1));
   if (!s_.options.durable) lanes_ = dynamic_cast<ParallelSink*>(s_.sink.get());
 }
@@ -397,12 +401,8 @@ void Dispatcher::note_timeouts(const WriteResult& result, std::size_t rows) {
 }
 
 void Dispatcher::renew_claim() {
-  if (claim_ids_.empty()) return;
-  const auto now = s_.clock->now();
-  if (now - claim_renewed_ < claim_lease_ / 2) return;
   // Isolating bad rows in a large claimed batch may outlast the lease: keep the rows ours.
-  s_.spool.extend(claim_ids_, std::chrono::duration_cast<std::chrono::seconds>(claim_lease_));
-  claim_renewed_ = now;
+  if (!claim_ids_.empty() && claim_lease_.due()) (void)claim_lease_.renew(claim_ids_);
 }
 
 bool Dispatcher::is_own(std::int64_t spool_id) const {
@@ -557,8 +557,7 @@ void Dispatcher::drain_spool_once() {
     events.push_back(std::move(c.event));
     claim_ids_.push_back(c.spool_id);
   }
-  claim_lease_ = lease;
-  claim_renewed_ = s_.clock->now();
+  claim_lease_.claimed();
   Outcome out;
   try {
     write_capped(events, out);

@@ -143,8 +143,7 @@ class Dispatcher {
   std::size_t row_cap_;                  // most rows per statement (see note_timeouts)
   unsigned timeouts_in_a_row_ = 0;       // writes that ended in 57014, in a row
   std::vector<std::int64_t> claim_ids_;  // spool rows being replayed, while they are written
-  Clock::duration claim_lease_{};
-  Clock::time_point claim_renewed_{};
+  LeaseRenewer claim_lease_;             // their lease, renewed while bisection takes long
 };
 
 }  // namespace trackevent::detail

@@ -541,8 +541,14 @@ std::unique_ptr<Spool> Spool::open(const std::filesystem::path& dir, const Spool
 
 // ---- lease renewal ------------------------------------------------------------------------------
 
+LeaseRenewer::LeaseRenewer(Extend extend, std::chrono::seconds lease,
+                           std::function<TimePoint()> now)
+    : extend_(std::move(extend)), lease_(lease), now_(std::move(now)), since_(now_()) {}
+
 LeaseRenewer::LeaseRenewer(Spool& spool, std::chrono::seconds lease, std::function<TimePoint()> now)
-    : spool_(spool), lease_(lease), now_(std::move(now)), since_(now_()) {}
+    : LeaseRenewer([&spool](std::span<const std::int64_t> ids,
+                            std::chrono::seconds l) { return spool.extend(ids, l); },
+                   lease, std::move(now)) {}
 
 void LeaseRenewer::claimed() noexcept { since_ = now_(); }
 
@@ -552,7 +558,7 @@ bool LeaseRenewer::due() const noexcept {
 
 bool LeaseRenewer::renew(std::span<const std::int64_t> ids) noexcept {
   const TimePoint at = now_();
-  if (!spool_.extend(ids, lease_)) return false;
+  if (!extend_(ids, lease_)) return false;
   since_ = at;
   return true;
 }

@@ -92,6 +92,11 @@ class Spool {
 class LeaseRenewer {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
+  /// Renews through `extend` (Spool::extend, or the Tracker's SpoolAccess::extend).
+  using Extend = std::function<bool(std::span<const std::int64_t>, std::chrono::seconds)>;
+  LeaseRenewer(
+      Extend extend, std::chrono::seconds lease,
+      std::function<TimePoint()> now = [] { return std::chrono::steady_clock::now(); });
   LeaseRenewer(
       Spool& spool, std::chrono::seconds lease,
       std::function<TimePoint()> now = [] { return std::chrono::steady_clock::now(); });
@@ -99,11 +104,11 @@ class LeaseRenewer {
   void claimed() noexcept;
   /// Half the lease has passed since claimed() or the last successful renew().
   [[nodiscard]] bool due() const noexcept;
-  /// Extends the lease of `ids` (Spool::extend); false, to be tried again, on error.
+  /// Extends the lease of `ids`; false, to be tried again, on error.
   bool renew(std::span<const std::int64_t> ids) noexcept;
 
  private:
-  Spool& spool_;
+  Extend extend_;
   std::chrono::seconds lease_;
   std::function<TimePoint()> now_;
   TimePoint since_;

@@ -465,16 +465,6 @@ class CliChild {
  public:
   CliChild(const std::vector<std::string>& args,
            const std::map<std::string, std::optional<std::string>>& env) {
-    std::vector<std::string> argv_s{TRACKEVENT_BIN};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_s = trackevent::test::detail::child_environment(env);
-    std::vector<char*> envp;
-    for (auto& e : env_s) envp.push_back(e.data());
-    envp.push_back(nullptr);
-
     int in[2];
     int out[2];
     int err[2];
@@ -482,19 +472,8 @@ class CliChild {
         ::pipe2(err, O_CLOEXEC) != 0) {
       throw std::runtime_error("pipe failed");
     }
-    pid_ = ::fork();
+    pid_ = trackevent::test::detail::spawn(TRACKEVENT_BIN, args, env, in[0], out[1], err[1]);
     if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      ::dup2(in[0], STDIN_FILENO);
-      ::dup2(out[1], STDOUT_FILENO);
-      ::dup2(err[1], STDERR_FILENO);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::signal(SIGPIPE, SIG_DFL);
-      ::execve(argv[0], argv.data(), envp.data());
-      ::_exit(127);
-    }
     ::close(in[0]);
     ::close(out[1]);
     ::close(err[1]);
