@@ -1,9 +1,8 @@
 # Install rules, the CMake package config and the pkg-config file.
 #
 # Layout follows GNUInstallDirs. Only the library's PUBLIC dependencies (nlohmann_json, Threads)
-# reach consumers' link lines; SQLite, spdlog, fmt and simdjson stay behind the shared library's
-# DT_NEEDED entries, libpq and libpqxx behind dlopen() (lib/src/pg/libpq.hpp,
-# lib/src/schema/pgmigrate/).
+# reach consumers' link lines; SQLite, spdlog, fmt, simdjson, libpq and libpqxx stay behind the
+# shared library's DT_NEEDED entries.
 # (CMake still names the private shared-library targets in IMPORTED_LINK_DEPENDENT_LIBRARIES,
 # used only for -rpath-link and skipped by consumers that do not define those targets; no
 # $<BUILD_INTERFACE> wrapping removes that.)
@@ -25,9 +24,6 @@ install(TARGETS trackevent EXPORT trackeventTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT development
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 install(TARGETS trackevent_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
-# Loaded by the library from <libdir>/trackevent/ (lib/src/schema/migrate.cpp).
-install(TARGETS trackevent_pgmigrate LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/trackevent
-  COMPONENT runtime)
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/lib/include/trackevent
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT development

@@ -236,8 +236,8 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
   }
 
   if (!events.empty()) {
-    // Handing off to the spool needs no libpq, so --background checks only the URL's form and
-    // leaves libpq unloaded; the deliverer checks the rest (and logs it to flush.log).
+    // Handing off to the spool needs no connection, so --background checks only the URL's form;
+    // the deliverer checks the rest (and logs it to flush.log).
     const auto target = database_target(global, o.background ? UrlCheck::form : UrlCheck::full);
     if (!target) return exit_code::usage;
     counts.database = describe_target(*target);

@@ -122,37 +122,12 @@ TEST(CliSend, BackgroundRotatesTheDeliverersLogPastOneMebibyte) {
   EXPECT_LT(std::filesystem::file_size(log), std::uintmax_t{1} << 20);
 }
 
-/// What the dynamic loader wrote per process under LD_DEBUG=files with LD_DEBUG_OUTPUT=`prefix`
-/// (it appends ".PID"): one entry per process, holding the text of its file.
-std::vector<std::string> loader_logs(const TempDir& home, const std::string& prefix) {
-  std::vector<std::string> out;
-  for (const auto& entry : std::filesystem::directory_iterator(home.path())) {
-    if (entry.path().filename().string().starts_with(prefix + ".")) {
-      out.push_back(read_file(entry.path().string()));
-    }
-  }
-  return out;
-}
-
-TEST(CliSend, TheEmbeddedStoreNeverLoadsLibpq) {
-  TempDir home;
-  const std::string db = home.file("e.db");
-  const auto r = run_cli(home, {"--db", "sqlite:" + db, "send", "--org", "3", "--event", "a.b"}, {},
-                         {{"LD_DEBUG", "files"}, {"LD_DEBUG_OUTPUT", home.file("ld")}});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto logs = loader_logs(home, "ld");
-  ASSERT_EQ(logs.size(), 1u);
-  EXPECT_NE(logs[0].find("libsqlite3"), std::string::npos) << logs[0];
-  EXPECT_EQ(logs[0].find("libpq"), std::string::npos) << logs[0];
-}
-
 TEST(CliSend, BackgroundChecksOnlyTheUrlsFormAndTheDelivererReportsTheRest) {
   TempDir home;
   // libpq rejects the unknown parameter; the form (a postgresql:// URL) is fine.
   const std::string url = "postgresql://localhost/x?no_such_parameter=1";
   const auto r =
-      run_cli(home, {"--db", url, "send", "--background", "--org", "3", "--event", "a.b"}, {},
-              {{"LD_DEBUG", "files"}, {"LD_DEBUG_OUTPUT", home.file("ld")}});
+      run_cli(home, {"--db", url, "send", "--background", "--org", "3", "--event", "a.b"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(summary_of(r)["spooled"], 1);
   const std::string flush_log = home.file("spool") + "/flush.log";
@@ -162,13 +137,6 @@ TEST(CliSend, BackgroundChecksOnlyTheUrlsFormAndTheDelivererReportsTheRest) {
     reported = read_file(flush_log).find("invalid database URL") != std::string::npos;
   }
   EXPECT_TRUE(reported) << read_file(flush_log);
-  // The deliverer loaded libpq to check the URL; `send` itself, the other process, did not.
-  const auto logs = loader_logs(home, "ld");
-  ASSERT_EQ(logs.size(), 2u);
-  const auto without_libpq = std::count_if(logs.begin(), logs.end(), [](const std::string& l) {
-    return l.find("libpq") == std::string::npos;
-  });
-  EXPECT_EQ(without_libpq, 1);
   // The event waits in the spool for a deliverer with a usable URL.
   EXPECT_EQ(sqlite_scalar(home.file("spool") + "/spool.db", "SELECT count(*) FROM spool"), 1);
   // Without --background the same URL is a usage error before anything is accepted.

@@ -66,9 +66,8 @@ struct DbTarget {
 enum class UrlCheck {
   /// libpq parses it as well: unknown keywords, bad quoting and malformed URLs are errors.
   full,
-  /// Its scheme or key=value shape only. libpq is not loaded (it is loaded on first use, and
-  /// loading it is most of a short-lived process's start-up); what libpq would reject is then
-  /// reported when a connection is made.
+  /// Its scheme or key=value shape only, without libpq's parser: what libpq would reject is
+  /// reported when a connection is made (`send --background` hands the URL to its deliverer).
   form,
 };
 

@@ -1,7 +1,7 @@
 // Which database to use, what kind it is, and how to show its address without the password.
 #include "trackevent/sink.hpp"
 
-#include "pg/libpq.hpp"
+#include <libpq-fe.h>
 
 #include <pwd.h>
 #include <unistd.h>
@@ -318,16 +318,16 @@ DbTarget parse_database_url(std::string_view url, UrlCheck check) {
   // Let libpq itself reject typos (unknown keywords, bad quoting, malformed URLs) up front. Its
   // message can quote the whole URL, so only our redacted copy of the input is shown.
   char* err = nullptr;
-  PQconninfoOption* opts = detail::pq().PQconninfoParse(std::string(s).c_str(), &err);
+  PQconninfoOption* opts = PQconninfoParse(std::string(s).c_str(), &err);
   if (opts == nullptr) {
     std::string reason = err != nullptr ? err : "out of memory";
-    if (err != nullptr) detail::pq().PQfreemem(err);
+    if (err != nullptr) PQfreemem(err);
     while (!reason.empty() && is_space(reason.back())) reason.pop_back();
     const std::string redacted = redact_conninfo(s);
     throw std::invalid_argument("invalid PostgreSQL connection string '" + redacted +
                                 "': " + scrub_quoted(reason, redacted));
   }
-  detail::pq().PQconninfoFree(opts);
+  PQconninfoFree(opts);
   return DbTarget{DbTarget::Kind::postgres, std::string(s)};
 }
 

@@ -1,7 +1,5 @@
 #include "pg/pg_wait.hpp"
 
-#include "pg/libpq.hpp"
-
 #include <poll.h>
 
 #include <algorithm>
@@ -19,7 +17,7 @@ int wait_socket(PGconn* conn, bool for_write,
   // The deadline first: a caller that retries on -1 (the connect loop calls PQconnectPoll again)
   // must still stop once it has passed, socket or not.
   if (left_ms() <= 0) return 0;
-  const int fd = pq().PQsocket(conn);
+  const int fd = PQsocket(conn);
   if (fd < 0) return -1;
   while (true) {
     const auto left = left_ms();

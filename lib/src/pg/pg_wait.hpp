@@ -1,6 +1,6 @@
 #pragma once
-// Waiting on a libpq connection's socket with a client-side deadline (the PostgreSQL sink's
-// connect loop and its result reads). Separate from pg_sink.cpp so a unit test can reach it.
+// Waiting on a libpq connection's socket with a client-side deadline (pg::Connection's connect
+// loop and its result reads). Separate from connection.cpp so a unit test can reach it.
 
 #include <libpq-fe.h>
 
@@ -10,7 +10,7 @@ namespace trackevent::detail {
 
 /// Waits until the socket of `conn` is readable (or writable, `for_write`): 1 ready, 0 the
 /// deadline has passed (checked first: 0 once it has passed, whatever the socket), -1 error (no
-/// socket, poll failed). Uses libpq through detail::pq(), which must already be loaded.
+/// socket, poll failed).
 [[nodiscard]] int wait_socket(PGconn* conn, bool for_write,
                               std::chrono::steady_clock::time_point deadline) noexcept;
 

@@ -1,19 +1,15 @@
 // Schema migrations: the built-in list, the bookkeeping shared by both kinds of database, and
 // applying them to SQLite (BEGIN IMMEDIATE). PostgreSQL's half (libpqxx, under an advisory lock)
-// is in pgmigrate/pg_migrate.cpp, a module loaded only when a PostgreSQL database is migrated.
+// is pg_migrate.cpp.
 #include "trackevent/migrate.hpp"
 
 #include "schema/migrate_internal.hpp"
 #include "schema/schema_data.hpp"
-#include "schema/sha256.hpp"
 #include "sqlite/sqlite_util.hpp"
-
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -134,54 +130,12 @@ std::vector<Migration> load_builtin(std::string_view kind) {
                              std::string(f.file));
     }
     m->sql = std::string(f.sql);
-    m->checksum = detail::sha256_hex(m->sql);
+    m->checksum = std::string(f.sha256);  // computed by cmake/EmbedSchema.cmake
     out.push_back(std::move(*m));
   }
   std::sort(out.begin(), out.end(),
             [](const Migration& a, const Migration& b) { return a.version < b.version; });
   return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// PostgreSQL: the module
-
-/// The entry point of the PostgreSQL migration module, loaded on first use. It is looked up
-/// beside this library, in the layout both the build tree and an installation have:
-/// <dir of libtrackevent.so>/trackevent/libtrackevent-pgmigrate.so.
-detail::PgMigrateEntry pg_migrate_entry() {
-  static const detail::PgMigrateEntry entry = [] {
-    Dl_info self{};
-    if (::dladdr(reinterpret_cast<void*>(&pg_migrate_entry), &self) == 0 ||
-        self.dli_fname == nullptr) {
-      throw MigrateError("cannot locate libtrackevent to find its PostgreSQL migration module",
-                         false);
-    }
-    const std::string dir = std::filesystem::path(self.dli_fname).parent_path().string();
-    const std::string module =
-        (dir.empty() ? std::string(".") : dir) + "/trackevent/" + detail::kPgMigrateModule;
-    void* handle = ::dlopen(module.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      const char* err = ::dlerror();
-      throw MigrateError("cannot load the PostgreSQL migration module: " +
-                             std::string(err != nullptr ? err : module),
-                         false);
-    }
-    void* sym = ::dlsym(handle, detail::kPgMigrateEntry);
-    if (sym == nullptr) {
-      throw MigrateError(module + " has no " + detail::kPgMigrateEntry +
-                             " (a module from another version of trackevent?)",
-                         false);
-    }
-    return reinterpret_cast<detail::PgMigrateEntry>(sym);
-  }();
-  return entry;
-}
-
-MigrateReport pg_run(const DbTarget& target, const MigrateOptions& options,
-                     detail::PgMigrateAction action) {
-  MigrateReport report;
-  pg_migrate_entry()(target, options, action, report);
-  return report;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,24 +266,20 @@ const std::vector<Migration>& builtin_migrations(DbTarget::Kind kind) {
 }
 
 MigrateReport migrate(const DbTarget& target, const MigrateOptions& options) {
-  return target.kind == DbTarget::Kind::postgres
-             ? pg_run(target, options, detail::PgMigrateAction::migrate)
-             : sqlite_migrate(target, options);
+  return target.kind == DbTarget::Kind::postgres ? detail::pg_migrate(target, options)
+                                                 : sqlite_migrate(target, options);
 }
 
 MigrateReport migration_status(const DbTarget& target, const MigrateOptions& options) {
-  return target.kind == DbTarget::Kind::postgres
-             ? pg_run(target, options, detail::PgMigrateAction::status)
-             : sqlite_status(target);
+  return target.kind == DbTarget::Kind::postgres ? detail::pg_status(target, options)
+                                                 : sqlite_status(target);
 }
 
 namespace detail {
 
 std::int64_t migration_lock_key() noexcept {
-  const Sha256::Digest d = sha256("trackevent.migrate");
-  std::uint64_t key = 0;
-  for (std::size_t i = 0; i < 8; ++i) key = (key << 8) | d[i];
-  return static_cast<std::int64_t>(key);  // two's complement (C++20), as bigint takes it
+  // A constant, not computed: it must never change (migrate_internal.hpp).
+  return 0x1b54e8332c903c93;
 }
 
 MigrateReport apply_sqlite_migrations(sqlite3* db) {

@@ -1,6 +1,6 @@
 #pragma once
-// Private parts of the migrations, shared with the SQLite sink, the PostgreSQL migration module
-// (pgmigrate/) and the tests.
+// Private parts of the migrations, shared by migrate.cpp, pg_migrate.cpp, the SQLite sink and
+// the tests.
 
 #include "trackevent/migrate.hpp"
 
@@ -14,8 +14,9 @@ struct sqlite3;
 namespace trackevent::detail {
 
 /// The pg_advisory_lock key every `trackevent migrate` takes: the first 8 bytes (big-endian, as a
-/// signed 64-bit integer) of SHA-256("trackevent.migrate"). It must never change, or migrators of
-/// different versions would stop excluding each other. Visible in pg_locks as classid/objid.
+/// signed 64-bit integer) of SHA-256("trackevent.migrate"), 0x1b54e8332c903c93. It must never
+/// change, or migrators of different versions would stop excluding each other. Visible in
+/// pg_locks as classid/objid.
 [[nodiscard]] std::int64_t migration_lock_key() noexcept;
 
 /// Applies the pending built-in SQLite migrations to an open database, each with its
@@ -43,15 +44,9 @@ void throw_on_mismatch(const std::vector<Migration>& builtin, const AppliedRows&
 [[nodiscard]] MigrateReport dry_run_report(const std::vector<Migration>& builtin,
                                            const AppliedRows& applied);
 
-// PostgreSQL migrations use libpqxx, which links libpq and its dependency closure (OpenSSL,
-// Kerberos, LDAP...). Loading all of that costs every process that links libtrackevent ~10 ms
-// at start, whether or not it migrates anything, so that half lives in a module of its own,
-// dlopen()ed from <dir of libtrackevent.so>/trackevent/ the first time a PostgreSQL database is
-// migrated or inspected. Its one entry point fills `report` or throws MigrateError.
-enum class PgMigrateAction { migrate, status };
-inline constexpr const char* kPgMigrateModule = "libtrackevent-pgmigrate.so";
-inline constexpr const char* kPgMigrateEntry = "trackevent_pg_migrate_v1";
-using PgMigrateEntry = void (*)(const DbTarget& target, const MigrateOptions& options,
-                                PgMigrateAction action, MigrateReport& report);
+/// PostgreSQL (pg_migrate.cpp): apply the pending migrations under the advisory lock, or only
+/// read their state. Both throw MigrateError.
+MigrateReport pg_migrate(const DbTarget& target, const MigrateOptions& options);
+MigrateReport pg_status(const DbTarget& target, const MigrateOptions& options);
 
 }  // namespace trackevent::detail

@@ -5,7 +5,7 @@
 
 #include "trackevent/log.hpp"
 
-#include "pg/libpq.hpp"
+#include "pg/connection.hpp"
 #include "spool/spool.hpp"
 
 #include <fcntl.h>
@@ -345,48 +345,20 @@ std::string probe_database(const DbTarget& target, const PgTimeouts& timeouts) {
       return e.what();
     }
   }
-  const detail::Libpq* pq = nullptr;
   try {
-    pq = &detail::pq();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  // A malformed conninfo: libpq's message may quote it, password included, so give none.
-  char* parse_error = nullptr;
-  PQconninfoOption* parsed = pq->PQconninfoParse(target.conninfo.c_str(), &parse_error);
-  if (parsed == nullptr) {
-    pq->PQfreemem(parse_error);
-    return "malformed connection string";
-  }
-  std::string password;
-  for (auto* opt = parsed; opt->keyword != nullptr; ++opt) {
-    if (std::string_view{opt->keyword} == "password" && opt->val != nullptr) password = opt->val;
-  }
-  pq->PQconninfoFree(parsed);
-
-  // Our connect_timeout goes first so a value in the user's conninfo overrides it.
-  const std::string timeout = std::to_string(std::max(timeouts.connect_timeout_s, 1));
-  const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
-  const char* values[] = {timeout.c_str(), "trackevent", target.conninfo.c_str(), nullptr};
-  PGconn* conn = pq->PQconnectdbParams(keys, values, /*expand_dbname=*/1);
-  std::string reason;
-  if (conn == nullptr) {
-    reason = "out of memory";
-  } else if (pq->PQstatus(conn) != CONNECTION_OK) {
-    reason = pq->PQerrorMessage(conn);
-  } else {
+    // A malformed conninfo: libpq's message may quote it, password included, so give none.
+    const pg::Conninfo ci(target.conninfo);
+    if (ci.parse_error()) return "malformed connection string";
+    pg::Settings settings;
+    settings.timeouts = timeouts;
+    auto conn = pg::Connection::open(ci, settings);
+    if (!conn) return conn.error().message;
     // Connected is not enough: without the table every event would be held in the spool.
-    PGresult* res = pq->PQexec(conn, "SELECT 1 FROM analytics_events LIMIT 0");
-    if (pq->PQresultStatus(res) != PGRES_TUPLES_OK) reason = pq->PQresultErrorMessage(res);
-    pq->PQclear(res);
+    if (auto r = conn->exec("SELECT 1 FROM analytics_events LIMIT 0"); !r) return r.error().message;
+    return {};
+  } catch (const std::exception& e) {
+    return e.what();  // out of memory
   }
-  pq->PQfinish(conn);
-  while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
-  // Belt and braces: no server message should echo the password, but never let one through.
-  for (std::size_t at; !password.empty() && (at = reason.find(password)) != std::string::npos;) {
-    reason.replace(at, password.size(), "***");
-  }
-  return reason;
 }
 
 }  // namespace trackevent

@@ -1,9 +1,9 @@
-// detail::wait_socket: the PostgreSQL sink's bounded wait on a connection's socket.
+// detail::wait_socket: pg::Connection's bounded wait on a connection's socket.
 
-#include "pg/libpq.hpp"
 #include "pg/pg_wait.hpp"
 
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
 #include <chrono>
 
@@ -12,7 +12,7 @@ namespace {
 using std::chrono::steady_clock;
 
 TEST(WaitSocket, APassedDeadlineTimesOutEvenWithoutASocket) {
-  ASSERT_EQ(trackevent::detail::pq().PQsocket(nullptr), -1);
+  ASSERT_EQ(PQsocket(nullptr), -1);
   // The connect loop calls PQconnectPoll again whenever this is not 0: a connection without a
   // socket must still end at its deadline, not spin past it.
   const auto passed = steady_clock::now() - std::chrono::milliseconds(1);
