@@ -29,7 +29,6 @@ TARGET_RSS_MIB = 64.0
 HELD_WITHOUT_SPILL = 4096 + 2 * 5000
 TARGET_P50_NS = 100.0
 TARGET_P99_NS = 1000.0
-TARGET_SEND_RATIO = 0.3
 
 
 def read_tsv(path):
@@ -374,14 +373,15 @@ def report(work):
           f" p50 {p50:.0f} ns, p99 {p99:.0f} ns{note} | {verdict(p50 <= TARGET_P50_NS and p99 <= TARGET_P99_NS)} |")
     if not latency:
         w("| `track()` p50 ≤ 100 ns, p99 ≤ 1 µs | bench_track did not run | not measured |")
+    # The `send` ≤ 0.3× psql target was retired (bench/README.md, "One event"): the ratio is
+    # still reported, without a verdict.
     for name, what in (("trackevent_send", "`send`"),
                        ("trackevent_send_background", "`send --background`")):
         if name in send_med and "psql_insert_one" in send_med:
             r = send_med[name] / send_med["psql_insert_one"]
-            w(f"| {what} ≤ {TARGET_SEND_RATIO}× the wall time of `psql -c INSERT` | {r:.2f}× |"
-              f" {verdict(r <= TARGET_SEND_RATIO)} |")
+            w(f"| {what} wall time / `psql -c INSERT` (target retired) | {r:.2f}× | retired |")
         else:
-            w(f"| {what} ≤ {TARGET_SEND_RATIO}× `psql -c INSERT` | a side failed | not measured |")
+            w(f"| {what} wall time / `psql -c INSERT` (target retired) | a side failed | retired |")
     w("")
 
     if notes:
