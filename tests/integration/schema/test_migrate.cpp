@@ -375,3 +375,35 @@ TEST(MigratePostgres, WrongPasswordIsUnreachableAndRedacted) {
     EXPECT_EQ(std::string(e.what()).find("S3cretPw"), std::string::npos) << e.what();
   }
 }
+
+TEST(MigratePostgres, AConnectionLostMidRunIsReportedNotReopened) {
+  TRACKEVENT_REQUIRE_PG();
+  const std::string url = fresh_database("te_migrate_lost");
+  pqxx::connection holder{url};
+  pqxx::nontransaction htx{holder};
+  htx.exec("SELECT pg_advisory_lock(" + std::to_string(te::detail::migration_lock_key()) + ")");
+
+  // The migrator waits for the lock; its backend is terminated while it waits.
+  std::thread killer([&] {
+    for (int i = 0; i < 200; ++i) {
+      std::this_thread::sleep_for(50ms);
+      if (scalar(url,
+                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                 "application_name = 'trackevent migrate' AND wait_event_type = 'Lock'") != "0") {
+        return;
+      }
+    }
+  });
+  te::MigrateOptions options;
+  options.lock_timeout_ms = 20000;
+  try {
+    (void)te::migrate(pg(url), options);
+    ADD_FAILURE() << "expected MigrateError";
+  } catch (const te::MigrateError& e) {
+    EXPECT_TRUE(e.unreachable) << e.what();
+    EXPECT_NE(std::string(e.what()).find("lost"), std::string::npos) << e.what();
+  }
+  killer.join();
+  // Not reconnected behind the lock's back: nothing was applied.
+  EXPECT_EQ(scalar(url, "SELECT to_regclass('analytics_events') IS NULL"), "t");
+}
