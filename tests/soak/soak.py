@@ -999,14 +999,14 @@ class Harness:
     # -- binaries -----------------------------------------------------------------------------
 
     def snapshot_binary(self) -> None:
-        """Copies the CLI, libtrackevent and its migrations module into the work dir, so a
-        rebuild in the source tree during the soak does not swap them under running clients."""
+        """Copies the CLI and libtrackevent into the work dir, so a rebuild in the source
+        tree during the soak does not swap them under running clients."""
         src = Path(self.args.bin).resolve()
         if not src.exists():
             raise HarnessError(f"no trackevent binary at {src} (build it, or pass --bin)")
         bindir = self.work / "bin"
         libdir = self.work / "lib"
-        (libdir / "trackevent").mkdir(parents=True, exist_ok=True)
+        libdir.mkdir(parents=True, exist_ok=True)
         bindir.mkdir(exist_ok=True)
         shutil.copy2(src, bindir / "trackevent")
         # The library: --lib-dir, else lib/ beside the binary's directory (a build tree, or a copy
@@ -1029,16 +1029,9 @@ class Harness:
                 os.symlink(os.readlink(p), dst)
             else:
                 shutil.copy2(p, libdir / p.name)
-        mod = lib.parent / "trackevent" / "libtrackevent-pgmigrate.so"
-        if not mod.exists():
-            found = list(lib.parent.rglob("libtrackevent-pgmigrate.so"))
-            if not found:
-                raise HarnessError(f"no libtrackevent-pgmigrate.so under {lib.parent}")
-            mod = found[0]
-        shutil.copy2(mod, libdir / "trackevent" / mod.name)
         self.bin = str(bindir / "trackevent")
         self.libdir = str(libdir)
-        self.log(f"binary snapshot: {src} -> {self.bin} (lib {lib}, module {mod})")
+        self.log(f"binary snapshot: {src} -> {self.bin} (lib {lib})")
 
     def check_build_tree(self, binary: Path) -> None:
         """In a CMake build tree, warn when an object file is older than a source or header it was
@@ -2082,7 +2075,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--bin", default=str(REPO / "build" / "cli" / "trackevent"),
                    help="the trackevent CLI (copied with its libraries into the work dir)")
     p.add_argument("--lib-dir", default=None,
-                   help="where libtrackevent.so.0 and trackevent/libtrackevent-pgmigrate.so are "
+                   help="where libtrackevent.so.0 is "
                         "(default: lib/ beside the binary's directory, else what ldd finds)")
     p.add_argument("--minutes", type=float, default=20)
     p.add_argument("--events", type=int, default=5_000_000, help="events to make in all")
