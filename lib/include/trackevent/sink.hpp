@@ -94,7 +94,7 @@ struct PgTimeouts {
 
 /// Opens a sink for `target`. Does not connect yet for PostgreSQL (connects lazily on first
 /// write, so construction never blocks). Throws std::runtime_error only for an unusable SQLite
-/// path, or for PostgreSQL when libpq (loaded on first use) cannot be loaded.
+/// path.
 [[nodiscard]] std::unique_ptr<Sink> make_sink(const DbTarget& target,
                                               const PgTimeouts& timeouts = {});
 /// As above, over `connections` PostgreSQL connections (at least 1). Used as a plain Sink, each
