@@ -447,6 +447,25 @@ TEST(LeaseRenewer, RenewsOnceHalfTheLeaseHasPassed) {
   EXPECT_FALSE(renewer.due());
 }
 
+TEST(LeaseRenewer, AFailedRenewalStaysDue) {
+  trackevent::test::FakeClock clock;
+  int calls = 0;
+  LeaseRenewer renewer(
+      [&calls](std::span<const std::int64_t>, std::chrono::seconds) -> Result<> {
+        ++calls;
+        return trackevent::detail::Error{"disk I/O error"};
+      },
+      std::chrono::seconds(10), [&clock] { return clock.now(); });
+  clock.advance(std::chrono::seconds(5));
+  ASSERT_TRUE(renewer.due());
+  const std::int64_t id = 1;
+  const auto renewed = renewer.renew(std::span<const std::int64_t>(&id, 1));
+  EXPECT_FALSE(renewed);
+  EXPECT_EQ(why_of(renewed), "disk I/O error");
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(renewer.due()) << "tried again at the next chance";
+}
+
 TEST(Spool, ThreadsShareOneSpool) {
   TempDir tmp;
   auto spool = Spool::open(tmp.path());
@@ -633,6 +652,9 @@ TEST(Spool, RefusesWorldWritableDirectory) {
   EXPECT_FALSE(fs::exists(dir / "spool.db"));
   ASSERT_EQ(::chmod(dir.c_str(), 0720), 0);  // group-writable is refused too
   EXPECT_THROW((void)Spool::open(dir), SpoolError);
+  const auto tried = Spool::try_open(dir, SpoolOptions{});  // the same, as a Result
+  EXPECT_FALSE(tried);
+  EXPECT_NE(why_of(tried).find("chmod 700"), std::string::npos) << why_of(tried);
 }
 
 TEST(Spool, SymlinkedDirectoryWorksButSymlinkedFileIsRefused) {
