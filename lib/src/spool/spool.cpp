@@ -605,8 +605,9 @@ Result<> DeadLetters::append(const Event& event, std::string_view error,
     const int sync_rc = ::fdatasync(fd);
     const int sync_errno = errno;
     ::close(fd);
-    if (sync_rc != 0)
+    if (sync_rc != 0) {
       return Error{"cannot sync " + path_.string() + ": " + std::strerror(sync_errno)};
+    }
     if (creates) {
       const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       const int dir_rc = dir_fd < 0 ? -1 : ::fsync(dir_fd);
@@ -618,9 +619,9 @@ Result<> DeadLetters::append(const Event& event, std::string_view error,
       }
     }
     return ok();
-  } catch (const std::bad_alloc& ex) {  // building the line; nothing was written
+  } catch (const std::bad_alloc& ex) {  // building the line or a message
     return Error{std::string("dead-letter write failed: ") + ex.what()};
-  } catch (const nlohmann::json::exception& ex) {
+  } catch (const nlohmann::json::exception& ex) {  // dump() replaces bad UTF-8; none expected
     return Error{std::string("dead-letter write failed: ") + ex.what()};
   }
 }
