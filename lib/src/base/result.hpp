@@ -22,7 +22,7 @@ namespace trackevent::detail {
 /// password.
 struct Error {
   std::string message;
-  std::string sqlstate;
+  std::string sqlstate{};  // initialised, so `Error{message}` is complete where no database spoke
 };
 
 /// The value of a call that succeeded, or why it failed. `E` is Error unless a layer needs more

@@ -1,6 +1,8 @@
 // Which database to use, what kind it is, and how to show its address without the password.
 #include "trackevent/sink.hpp"
 
+#include "base/result.hpp"
+
 #include <libpq-fe.h>
 
 #include <pwd.h>
@@ -233,8 +235,10 @@ std::string redact_keyword_value(std::string_view s) {
   return out;
 }
 
-std::filesystem::path home_directory() {
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') return home;
+detail::Result<std::filesystem::path> home_directory() {
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return std::filesystem::path(home);
+  }
   // cron and systemd units sometimes run without HOME; the passwd entry is what HOME would be.
   long size = sysconf(_SC_GETPW_R_SIZE_MAX);
   std::vector<char> buf(size > 0 ? static_cast<std::size_t>(size) : 16384);
@@ -242,10 +246,10 @@ std::filesystem::path home_directory() {
   passwd* result = nullptr;
   if (getpwuid_r(getuid(), &pw, buf.data(), buf.size(), &result) == 0 && result != nullptr &&
       result->pw_dir != nullptr && *result->pw_dir != '\0') {
-    return result->pw_dir;
+    return std::filesystem::path(result->pw_dir);
   }
-  throw std::runtime_error(
-      "cannot locate the embedded store: neither XDG_DATA_HOME nor HOME is set; pass --db");
+  return detail::Error{
+      "cannot locate the embedded store: neither XDG_DATA_HOME nor HOME is set; pass --db"};
 }
 
 const char* nonempty_env(const char* name) noexcept {
@@ -271,7 +275,10 @@ DbTarget resolve_database(const std::optional<std::string>& cli_value, UrlCheck 
   if (xdg != nullptr && std::filesystem::path(xdg).is_absolute()) {
     base = xdg;
   } else {
-    base = home_directory() / ".local" / "share";
+    // Setup: a target that cannot be resolved is an error at start-up.
+    auto home = home_directory();
+    if (!home) throw std::runtime_error(home.error().message);
+    base = *home / ".local" / "share";
   }
   return DbTarget{DbTarget::Kind::sqlite, (base / "trackevent" / "events.db").string()};
 }

@@ -2,6 +2,8 @@
 
 #include "trackevent/event.hpp"
 
+#include "base/result.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -12,6 +14,9 @@
 namespace trackevent {
 
 namespace {
+
+using detail::Error;
+using detail::Result;
 
 constexpr std::size_t kMaxSuggestDistance = 3;
 
@@ -35,64 +40,83 @@ std::size_t edit_distance(std::string_view a, std::string_view b, std::size_t li
   return prev[b.size()];
 }
 
-}  // namespace
+// A validated catalog: its entries in file order and their names sorted, for binary search.
+struct Checked {
+  std::vector<CatalogEntry> entries;
+  std::vector<std::string> sorted_names;
+};
 
-Catalog Catalog::from_json(std::string_view json) {
+Result<Checked> check_catalog(std::string_view json) {
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(json);
   } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(std::string("invalid JSON: ") + e.what());
+    return Error{std::string("invalid JSON: ") + e.what()};
   }
-  if (!doc.is_object()) throw std::runtime_error("expected a JSON object with an \"events\" array");
+  if (!doc.is_object()) return Error{"expected a JSON object with an \"events\" array"};
   const auto it = doc.find("events");
   if (it == doc.end() || !it->is_array()) {
-    throw std::runtime_error("expected an \"events\" array at the top level");
+    return Error{"expected an \"events\" array at the top level"};
   }
-  Catalog catalog;
+  Checked checked;
   std::size_t index = 0;
   for (const auto& item : *it) {
     const std::string where = "events[" + std::to_string(index++) + "]";
-    if (!item.is_object()) throw std::runtime_error(where + ": expected an object");
+    if (!item.is_object()) return Error{where + ": expected an object"};
     const auto name = item.find("name");
     if (name == item.end() || !name->is_string()) {
-      throw std::runtime_error(where + ": \"name\" must be a string");
+      return Error{where + ": \"name\" must be a string"};
     }
     CatalogEntry entry;
     entry.name = name->get<std::string>();
     if (!is_valid_event_name(entry.name)) {
-      throw std::runtime_error(where + ": '" + entry.name +
-                               "' is not a valid event name (lowercase dotted, like "
-                               "'user.signed_in')");
+      return Error{where + ": '" + entry.name +
+                   "' is not a valid event name (lowercase dotted, like 'user.signed_in')"};
     }
     if (const auto desc = item.find("description"); desc != item.end()) {
-      if (!desc->is_string())
-        throw std::runtime_error(where + ": \"description\" must be a string");
+      if (!desc->is_string()) return Error{where + ": \"description\" must be a string"};
       entry.description = desc->get<std::string>();
     }
-    catalog.entries_.push_back(std::move(entry));
+    checked.entries.push_back(std::move(entry));
   }
-  catalog.sorted_names_.reserve(catalog.entries_.size());
-  for (const auto& e : catalog.entries_) catalog.sorted_names_.push_back(e.name);
-  std::sort(catalog.sorted_names_.begin(), catalog.sorted_names_.end());
-  const auto dup = std::adjacent_find(catalog.sorted_names_.begin(), catalog.sorted_names_.end());
-  if (dup != catalog.sorted_names_.end()) {
-    throw std::runtime_error("event '" + *dup + "' is listed twice");
-  }
+  checked.sorted_names.reserve(checked.entries.size());
+  for (const auto& e : checked.entries) checked.sorted_names.push_back(e.name);
+  std::sort(checked.sorted_names.begin(), checked.sorted_names.end());
+  const auto dup = std::adjacent_find(checked.sorted_names.begin(), checked.sorted_names.end());
+  if (dup != checked.sorted_names.end()) return Error{"event '" + *dup + "' is listed twice"};
+  return checked;
+}
+
+Result<std::string> read_catalog(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{path.string() + ": cannot open the event catalog"};
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) return Error{path.string() + ": cannot read the event catalog"};
+  return std::move(buf).str();
+}
+
+}  // namespace
+
+// Factories: a catalog that cannot be loaded is an error at start-up, so these throw.
+Catalog Catalog::from_json(std::string_view json) {
+  Result<Checked> checked = check_catalog(json);
+  if (!checked) throw std::runtime_error(checked.error().message);
+  Catalog catalog;
+  catalog.entries_ = std::move(checked->entries);
+  catalog.sorted_names_ = std::move(checked->sorted_names);
   return catalog;
 }
 
 Catalog Catalog::load(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path.string() + ": cannot open the event catalog");
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) throw std::runtime_error(path.string() + ": cannot read the event catalog");
-  try {
-    return from_json(buf.str());
-  } catch (const std::runtime_error& e) {
-    throw std::runtime_error(path.string() + ": " + e.what());
-  }
+  const Result<std::string> text = read_catalog(path);
+  if (!text) throw std::runtime_error(text.error().message);
+  Result<Checked> checked = check_catalog(*text);
+  if (!checked) throw std::runtime_error(path.string() + ": " + checked.error().message);
+  Catalog catalog;
+  catalog.entries_ = std::move(checked->entries);
+  catalog.sorted_names_ = std::move(checked->sorted_names);
+  return catalog;
 }
 
 bool Catalog::contains(std::string_view name) const noexcept {

@@ -4,6 +4,8 @@
 #include "trackevent/event.hpp"
 #include "trackevent/uuid.hpp"
 
+#include "base/result.hpp"
+
 #include <simdjson.h>
 
 #include <algorithm>
@@ -21,6 +23,9 @@ namespace trackevent {
 namespace {
 
 namespace od = simdjson::ondemand;
+using detail::Error;
+using detail::ok;
+using detail::Result;
 
 constexpr std::size_t kQuoteMax = 64;
 // PostgreSQL's numeric (which jsonb uses for numbers) holds at most 131072 digits before the
@@ -123,37 +128,32 @@ int hex4(std::string_view s, std::size_t pos) noexcept {
   return v;
 }
 
-// Checks a \uXXXX escape at `pos` (pointing at the backslash) for what jsonb refuses. Sets
-// `consumed` to the length of the escape (12 for a surrogate pair).
-std::string check_unicode_escape(std::string_view s, std::size_t pos, std::size_t base,
-                                 std::size_t& consumed) {
-  consumed = 6;
+// Checks a \uXXXX escape at `pos` (pointing at the backslash) for what jsonb refuses. Gives the
+// length of the escape (12 for a surrogate pair).
+Result<std::size_t> check_unicode_escape(std::string_view s, std::size_t pos, std::size_t base) {
   const int cp = hex4(s, pos + 2);
   if (cp == 0) {
-    return "\\u0000 escape at byte " + byte_pos(base + pos) +
-           " (PostgreSQL jsonb cannot store NUL characters)";
+    return Error{"\\u0000 escape at byte " + byte_pos(base + pos) +
+                 " (PostgreSQL jsonb cannot store NUL characters)"};
   }
   if (cp >= 0xD800 && cp <= 0xDBFF) {
     if (pos + 12 <= s.size() && s[pos + 6] == '\\' && s[pos + 7] == 'u') {
       const int low = hex4(s, pos + 8);
-      if (low >= 0xDC00 && low <= 0xDFFF) {
-        consumed = 12;
-        return {};
-      }
+      if (low >= 0xDC00 && low <= 0xDFFF) return std::size_t{12};
     }
-    return "lone surrogate escape \\" + std::string(s.substr(pos + 1, 5)) + " at byte " +
-           byte_pos(base + pos) + " (a high surrogate must be followed by a low one)";
+    return Error{"lone surrogate escape \\" + std::string(s.substr(pos + 1, 5)) + " at byte " +
+                 byte_pos(base + pos) + " (a high surrogate must be followed by a low one)"};
   }
   if (cp >= 0xDC00 && cp <= 0xDFFF) {
-    return "lone surrogate escape \\" + std::string(s.substr(pos + 1, 5)) + " at byte " +
-           byte_pos(base + pos) + " (a low surrogate without a high one before it)";
+    return Error{"lone surrogate escape \\" + std::string(s.substr(pos + 1, 5)) + " at byte " +
+                 byte_pos(base + pos) + " (a low surrogate without a high one before it)"};
   }
-  return {};
+  return std::size_t{6};
 }
 
 // Line-wide scan for escapes jsonb refuses, whatever field they are in. Malformed escapes are left
 // for the JSON parser to report.
-std::string check_line_escapes(std::string_view s) {
+Result<> check_line_escapes(std::string_view s) {
   std::size_t i = 0;
   while (i < s.size()) {
     const void* hit = std::memchr(s.data() + i, '\\', s.size() - i);
@@ -164,12 +164,11 @@ std::string check_line_escapes(std::string_view s) {
       i += 2;
       continue;
     }
-    std::size_t consumed = 0;
-    std::string reason = check_unicode_escape(s, i, 0, consumed);
-    if (!reason.empty()) return reason;
-    i += consumed;
+    const Result<std::size_t> consumed = check_unicode_escape(s, i, 0);
+    if (!consumed) return consumed.error();
+    i += *consumed;
   }
-  return {};
+  return ok();
 }
 
 enum class NumberKind { kInvalid, kInteger, kFraction };
@@ -264,14 +263,26 @@ inline bool is_number_char(char c) noexcept {
 // Validates `text` as a JSON object, enforcing the metadata limits. Iterative, so hostile nesting
 // cannot overflow the stack. Writes nothing: most metadata has no whitespace to strip, and then
 // the text is copied in one go. The scan itself builds no strings: the reason is only made once
-// something is wrong.
+// something is wrong. Inside, each step returns false once it has recorded that reason (fail()),
+// as a Result per token would cost the hot loop; run() hands it out as an Error.
 class MetadataScanner {
  public:
   MetadataScanner(std::string_view text, std::size_t base, const Limits& limits)
       : s_(text), base_(base), limits_(limits) {}
 
-  // True when valid; otherwise reason() says why (without the "metadata: " prefix).
-  bool run() {
+  // Fails with the reason (without the "metadata: " prefix) when `text` is not valid metadata.
+  Result<> run() {
+    if (scan()) return ok();
+    return Error{std::move(reason_)};
+  }
+
+  // Whether whitespace between tokens (not around the whole object) was seen.
+  [[nodiscard]] bool has_inner_whitespace() const noexcept { return inner_ws_; }
+
+ private:
+  static constexpr std::size_t kInlineDepth = 64;
+
+  bool scan() {
     skip_ws();
     if (pos_ >= s_.size() || s_[pos_] != '{') return fail("expected an object");
     // The line's object is depth 1, so metadata's own object is depth 2.
@@ -356,14 +367,6 @@ class MetadataScanner {
     }
     return true;
   }
-
-  [[nodiscard]] std::string& reason() noexcept { return reason_; }
-
-  // Whether whitespace between tokens (not around the whole object) was seen.
-  [[nodiscard]] bool has_inner_whitespace() const noexcept { return inner_ws_; }
-
- private:
-  static constexpr std::size_t kInlineDepth = 64;
 
   bool fail(std::string reason) {
     reason_ = std::move(reason);
@@ -451,10 +454,9 @@ class MetadataScanner {
       const char e = data[pos_ + 1];
       if (e == 'u') {
         if (hex4(s_, pos_ + 2) < 0) return fail("invalid JSON: bad \\u escape" + at());
-        std::size_t consumed = 0;
-        std::string reason = check_unicode_escape(s_, pos_, base_, consumed);
-        if (!reason.empty()) return fail(std::move(reason));
-        pos_ += consumed;
+        Result<std::size_t> consumed = check_unicode_escape(s_, pos_, base_);
+        if (!consumed) return fail(std::move(consumed).error().message);
+        pos_ += *consumed;
       } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' ||
                  e == 'r' || e == 't') {
         pos_ += 2;
@@ -548,11 +550,13 @@ void compact_json(std::string_view s, std::string& out) {
   }
 }
 
-// Validates metadata text and compacts it into `out`; "" or a reason starting with "metadata: ".
-std::string process_metadata(std::string_view raw, std::size_t base, const Limits& limits,
-                             std::string& out) {
+// Validates metadata text and gives it compacted; the reason starts with "metadata: ".
+Result<std::string> compact_metadata(std::string_view raw, std::size_t base, const Limits& limits) {
   MetadataScanner scanner(raw, base, limits);
-  if (!scanner.run()) return "metadata: " + scanner.reason();
+  if (Result<> valid = scanner.run(); !valid) {
+    return Error{"metadata: " + std::move(valid).error().message};
+  }
+  std::string out;
   if (scanner.has_inner_whitespace()) {
     compact_json(raw, out);
   } else {
@@ -561,10 +565,10 @@ std::string process_metadata(std::string_view raw, std::size_t base, const Limit
     out.assign(trim_right(raw.substr(first)));
   }
   if (out.size() > limits.max_metadata_bytes) {
-    return "metadata: " + std::to_string(out.size()) + " bytes (limit " +
-           std::to_string(limits.max_metadata_bytes) + ", --max-metadata-bytes)";
+    return Error{"metadata: " + std::to_string(out.size()) + " bytes (limit " +
+                 std::to_string(limits.max_metadata_bytes) + ", --max-metadata-bytes)"};
   }
-  return {};
+  return out;
 }
 
 const char* type_name(od::json_type t) noexcept {
@@ -611,25 +615,22 @@ std::string json_error(simdjson::error_code e) {
   }
 }
 
-// Reads org_id / user_id. Writes `out` (nullopt for an allowed null); returns "" or a reason.
-std::string read_id(od::value& v, const char* field, bool allow_null,
-                    std::optional<std::int64_t>& out) {
+// Reads org_id / user_id: the id, or nullopt for an allowed null.
+Result<std::optional<std::int64_t>> read_id(od::value& v, const char* field, bool allow_null) {
+  using Id = std::optional<std::int64_t>;
   // Built only on the error paths: the happy path makes no strings.
   const auto f = [field] { return std::string(field) + ": "; };
   od::json_type t;
-  if (auto e = v.type().get(t); e) return f() + "" + json_error(e);
+  if (auto e = v.type().get(t); e) return Error{f() + "" + json_error(e)};
   switch (t) {
     case od::json_type::number:
       break;
     case od::json_type::null: {
       bool is_null = false;
       if (v.is_null().get(is_null) || !is_null)
-        return f() + "" + json_error(simdjson::N_ATOM_ERROR);
-      if (allow_null) {
-        out.reset();
-        return {};
-      }
-      return f() + "expected an integer >= 1, got null";
+        return Error{f() + "" + json_error(simdjson::N_ATOM_ERROR)};
+      if (allow_null) return Id{};
+      return Error{f() + "expected an integer >= 1, got null"};
     }
     case od::json_type::string: {
       std::string_view sv;
@@ -640,10 +641,10 @@ std::string read_id(od::value& v, const char* field, bool allow_null,
           hint = " (write " + std::string(sv.substr(0, kQuoteMax)) + " without quotes)";
         }
       }
-      return f() + "expected an integer, got a string" + hint;
+      return Error{f() + "expected an integer, got a string" + hint};
     }
     default:
-      return f() + "expected an integer, got " + type_name(t);
+      return Error{f() + "expected an integer, got " + type_name(t)};
   }
   const std::string_view tok = trim_right(v.raw_json_token());
   // Fast path: 1 to 18 digits without a leading zero is an integer >= 1 that fits 64 bits.
@@ -651,18 +652,18 @@ std::string read_id(od::value& v, const char* field, bool allow_null,
       std::all_of(tok.begin(), tok.end(), is_digit)) {
     std::int64_t value = 0;
     for (const char c : tok) value = value * 10 + (c - '0');
-    out = value;
-    return {};
+    return Id{value};
   }
   long exponent = 0;
   switch (classify_number(tok, exponent)) {
     case NumberKind::kInvalid:
-      return f() + "invalid number " + quote(tok);
+      return Error{f() + "invalid number " + quote(tok)};
     case NumberKind::kFraction:
       if (exponent > kHugeExponent || exponent < -kHugeExponent) {
-        return f() + "expected an integer, got a number with a huge exponent " + quote(tok);
+        return Error{f() + "expected an integer, got a number with a huge exponent " + quote(tok)};
       }
-      return f() + "expected an integer, got a number with a fraction/exponent " + quote(tok);
+      return Error{f() + "expected an integer, got a number with a fraction/exponent " +
+                   quote(tok)};
     case NumberKind::kInteger:
       break;
   }
@@ -673,33 +674,34 @@ std::string read_id(od::value& v, const char* field, bool allow_null,
   for (std::size_t i = negative ? 1 : 0; i < tok.size(); ++i) {
     const int d = tok[i] - '0';
     if (value < (kMin + d) / 10) {
-      return f() + "integer " + quote(tok) +
-             " is out of range (64-bit: -9223372036854775808 to 9223372036854775807)";
+      return Error{f() + "integer " + quote(tok) +
+                   " is out of range (64-bit: -9223372036854775808 to 9223372036854775807)"};
     }
     value = value * 10 - d;
   }
   if (!negative) {
     if (value == kMin) {
-      return f() + "integer " + quote(tok) +
-             " is out of range (64-bit: -9223372036854775808 to 9223372036854775807)";
+      return Error{f() + "integer " + quote(tok) +
+                   " is out of range (64-bit: -9223372036854775808 to 9223372036854775807)"};
     }
     value = -value;
   }
-  if (value < 1) return f() + "expected an integer >= 1, got " + std::string(tok);
-  out = value;
-  return {};
+  if (value < 1) return Error{f() + "expected an integer >= 1, got " + std::string(tok)};
+  return Id{value};
 }
 
-// Reads a string value for `field`; returns "" or a reason.
-std::string read_string(od::value& v, const char* field, const char* wanted,
-                        std::string_view& out) {
+// Reads a string value for `field`.
+Result<std::string_view> read_string(od::value& v, const char* field, const char* wanted) {
   od::json_type t;
-  if (auto e = v.type().get(t); e) return std::string(field) + ": " + json_error(e);
+  if (auto e = v.type().get(t); e) return Error{std::string(field) + ": " + json_error(e)};
   if (t != od::json_type::string) {
-    return std::string(field) + ": expected " + wanted + ", got " + type_name(t);
+    return Error{std::string(field) + ": expected " + wanted + ", got " + type_name(t)};
   }
-  if (auto e = v.get_string().get(out); e) return std::string(field) + ": " + json_error(e);
-  return {};
+  std::string_view out;
+  if (auto e = v.get_string().get(out); e) {
+    return Error{std::string(field) + ": " + json_error(e)};
+  }
+  return out;
 }
 
 std::string name_reason(std::string_view name) {
@@ -768,6 +770,36 @@ Field field_of(std::string_view key) noexcept {
   return Field{0};
 }
 
+Result<> check_identity(const Event& event) {
+  if (!is_valid_event_name(event.event_name)) return Error{name_reason(event.event_name)};
+  if (event.org_id < 1) {
+    return Error{"org_id: expected an integer >= 1, got " + std::to_string(event.org_id)};
+  }
+  if (event.user_id && *event.user_id < 1) {
+    return Error{"user_id: expected an integer >= 1 or none, got " +
+                 std::to_string(*event.user_id)};
+  }
+  return ok();
+}
+
+Result<> check_event(const Event& event, const Limits& limits) {
+  if (Result<> valid = check_identity(event); !valid) return valid;
+  const std::string_view meta = event.metadata;
+  if (meta.size() > limits.max_metadata_bytes) {
+    return Error{"metadata: " + std::to_string(meta.size()) + " bytes (limit " +
+                 std::to_string(limits.max_metadata_bytes) + ", --max-metadata-bytes)"};
+  }
+  if (!simdjson::validate_utf8(meta.data(), meta.size())) {
+    const std::size_t at = find_invalid_utf8(meta);
+    return Error{"metadata: invalid UTF-8 at byte " +
+                 byte_pos(at == std::string_view::npos ? 0 : at)};
+  }
+  if (Result<std::string> compact = compact_metadata(meta, 0, limits); !compact) {
+    return std::move(compact).error();
+  }
+  return ok();
+}
+
 ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOptions& options) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   const Limits& limits = options.limits;
@@ -786,7 +818,7 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
                                                static_cast<const char*>(nul) - line.data()))};
   }
   if (std::memchr(line.data(), '\\', line.size()) != nullptr) {
-    if (std::string r = check_line_escapes(line); !r.empty()) return Rejection{std::move(r)};
+    if (Result<> r = check_line_escapes(line); !r) return Rejection{std::move(r).error().message};
   }
 
   LineParser& lp = t_line_parser;
@@ -839,17 +871,22 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
     seen |= which;
     od::value v = field.value();
     switch (which) {
-      case kOrgId:
-        if (auto r = read_id(v, "org_id", false, org_id); !r.empty()) return Rejection{r};
+      case kOrgId: {
+        auto id = read_id(v, "org_id", false);
+        if (!id) return Rejection{std::move(id).error().message};
+        org_id = *id;
         break;
-      case kUserId:
-        if (auto r = read_id(v, "user_id", true, user_id); !r.empty()) return Rejection{r};
+      }
+      case kUserId: {
+        auto id = read_id(v, "user_id", true);
+        if (!id) return Rejection{std::move(id).error().message};
+        user_id = *id;
         break;
+      }
       case kEventName: {
-        std::string_view name;
-        if (auto r = read_string(v, "event_name", "a string", name); !r.empty()) {
-          return Rejection{r};
-        }
+        auto read = read_string(v, "event_name", "a string");
+        if (!read) return Rejection{std::move(read).error().message};
+        const std::string_view name = *read;
         if (!is_valid_event_name(name)) return Rejection{name_reason(name)};
         if (options.catalog != nullptr && !options.catalog->contains(name)) {
           return Rejection{catalog_reason(name, *options.catalog)};
@@ -868,17 +905,15 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
         if (auto e = v.get_object().get(m); e) return Rejection{"metadata: " + json_error(e)};
         if (auto e = m.raw_json().get(raw); e) return Rejection{"metadata: " + json_error(e)};
         const auto offset = static_cast<std::size_t>(raw.data() - base);
-        if (auto r = process_metadata(raw, offset, limits, ev.metadata); !r.empty()) {
-          return Rejection{r};
-        }
+        auto compact = compact_metadata(raw, offset, limits);
+        if (!compact) return Rejection{std::move(compact).error().message};
+        ev.metadata = std::move(compact).value();
         break;
       }
       case kOccurredAt: {
-        std::string_view text;
-        if (auto r = read_string(v, "occurred_at", "an RFC 3339 timestamp string", text);
-            !r.empty()) {
-          return Rejection{r};
-        }
+        auto read = read_string(v, "occurred_at", "an RFC 3339 timestamp string");
+        if (!read) return Rejection{std::move(read).error().message};
+        const std::string_view text = *read;
         const auto us = parse_rfc3339(text);
         if (!us) {
           return Rejection{
@@ -891,10 +926,9 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
         break;
       }
       case kEventId: {
-        std::string_view text;
-        if (auto r = read_string(v, "event_id", "a UUID string", text); !r.empty()) {
-          return Rejection{r};
-        }
+        auto read = read_string(v, "event_id", "a UUID string");
+        if (!read) return Rejection{std::move(read).error().message};
+        const std::string_view text = *read;
         const auto id = Uuid::parse(text);
         if (!id) {
           return Rejection{
@@ -928,39 +962,25 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
 
 ParseResult parse_event_line(std::string_view line, std::int64_t now_us,
                              const ParseOptions& options) noexcept {
+  // simdjson is used through error codes; only a misuse of its API would throw.
   try {
     return parse_line(line, now_us, options);
   } catch (const std::bad_alloc&) {
     return Rejection{"out of memory"};  // fits the small-string buffer: no allocation
-  } catch (...) {
+  } catch (const simdjson::simdjson_error&) {
     return Rejection{"internal error"};
   }
 }
 
+// The validators' public form (parse.hpp) is a reason, empty when valid.
 std::string validate_event_identity(const Event& event) {
-  if (!is_valid_event_name(event.event_name)) return name_reason(event.event_name);
-  if (event.org_id < 1) {
-    return "org_id: expected an integer >= 1, got " + std::to_string(event.org_id);
-  }
-  if (event.user_id && *event.user_id < 1) {
-    return "user_id: expected an integer >= 1 or none, got " + std::to_string(*event.user_id);
-  }
-  return {};
+  Result<> valid = check_identity(event);
+  return valid ? std::string() : std::move(valid).error().message;
 }
 
 std::string validate_event(const Event& event, const Limits& limits) {
-  if (std::string reason = validate_event_identity(event); !reason.empty()) return reason;
-  const std::string_view meta = event.metadata;
-  if (meta.size() > limits.max_metadata_bytes) {
-    return "metadata: " + std::to_string(meta.size()) + " bytes (limit " +
-           std::to_string(limits.max_metadata_bytes) + ", --max-metadata-bytes)";
-  }
-  if (!simdjson::validate_utf8(meta.data(), meta.size())) {
-    const std::size_t at = find_invalid_utf8(meta);
-    return "metadata: invalid UTF-8 at byte " + byte_pos(at == std::string_view::npos ? 0 : at);
-  }
-  std::string compact;
-  return process_metadata(meta, 0, limits, compact);
+  Result<> valid = check_event(event, limits);
+  return valid ? std::string() : std::move(valid).error().message;
 }
 
 }  // namespace trackevent

@@ -195,17 +195,17 @@ void Dispatcher::commit_group() {
   auto batch = std::make_shared<const std::vector<Event>>(std::move(pending_));
   pending_ = {};
   batcher_.reset();
-  std::string error;
   // One transaction per group (at most kGroupMax events): the fsync is shared by the group.
-  std::pair<std::int64_t, std::int64_t> rows;
-  if (s_.spool.append(*batch, error, rows)) {
-    own_rows_.push_back(rows);
+  const auto appended = s_.spool.append(*batch);
+  if (appended) {
+    own_rows_.push_back(*appended);
     s_.durable_backlog.fetch_add(static_cast<std::int64_t>(batch->size()));
     settle(batch->size());
     drain_due_ = true;
     return;
   }
   commit_failed_ = true;
+  const std::string& error = appended.error().message;
   report(log::Level::error, "spool.durable_failed",
          "events not durable: could not write them to the spool; delivering them directly",
          {{"events", batch->size()}, {"err", error}},
@@ -423,8 +423,9 @@ void Dispatcher::reconcile_backlog() {
   std::int64_t left = 0;
   std::vector<std::pair<std::int64_t, std::int64_t>> still;
   for (const auto& r : own_rows_) {
-    const std::int64_t n = s_.spool.count_between(r.first, r.second);
-    if (n < 0) return;  // cannot tell now; try again at the next poll
+    const auto counted = s_.spool.count_between(r.first, r.second);
+    if (!counted) return;  // cannot tell now; try again at the next poll
+    const std::int64_t n = *counted;
     if (n > 0) still.push_back(r);
     left += n;
   }
@@ -481,8 +482,8 @@ void Dispatcher::take_result(std::span<const Event> batch, WriteResult result, O
 }
 
 bool Dispatcher::dead_letter(const Event& event, const Failure& failure) {
-  std::string error;
-  const bool kept = s_.spool.dead_letter(event, failure.message, failure.sqlstate, error);
+  const auto written = s_.spool.dead_letter(event, failure.message, failure.sqlstate);
+  const bool kept = written.ok();
   log::Fields fields{{"event_id", event.event_id.to_string()},
                      {"event_name", event.event_name},
                      {"org_id", event.org_id},
@@ -490,7 +491,7 @@ bool Dispatcher::dead_letter(const Event& event, const Failure& failure) {
                      {"sqlstate", failure.sqlstate},
                      {"err", failure.message}};
   if (!kept) {
-    fields["dead_letter_err"] = error;
+    fields["dead_letter_err"] = written.error().message;
     report(log::Level::critical, "sink.bad_row_kept",
            "database refused an event and the dead-letter file cannot take it; keeping it in "
            "the spool",
@@ -543,11 +544,12 @@ void Dispatcher::drain_spool_once() {
   if (!s_.sink || (failing_ && s_.clock->now() < next_probe_)) return;
   const auto lease = s_.options.durable ? kDurableLease : kSpoolLease;
   const std::size_t most = std::min(std::max<std::size_t>(s_.options.batch_size, 1), row_cap_);
-  auto claimed = s_.spool.claim(most, lease);
-  if (claimed.empty()) {
+  auto claim = s_.spool.claim(most, lease);
+  if (!claim || claim->empty()) {
     reconcile_backlog();
     return;
   }
+  auto claimed = std::move(claim).value();
   settle_lanes();  // the sink is used synchronously below
 
   std::vector<Event> events;
@@ -604,7 +606,7 @@ void Dispatcher::drain_spool_once() {
   Counters::add(s_.counters.unspooled, out.stored + out.duplicates - (own_done - own_dead));
   s_.durable_backlog.fetch_sub(static_cast<std::int64_t>(own_done));
   if (!back.empty()) {
-    s_.spool.release(back);
+    (void)s_.spool.release(back);
     sink_failed(*out.failure, back.size());
     return;
   }
@@ -615,10 +617,11 @@ void Dispatcher::drain_spool_once() {
 
 void Dispatcher::spool_events(std::span<const Event> events, std::string_view why) {
   if (events.empty()) return;
-  std::string error;
   // Chunked: one failed transaction (e.g. a disk filling up) loses only its own chunk, and the
   // counters say exactly how many events made it.
-  const std::size_t kept = s_.spool.append_chunked(events, error);
+  const auto chunked = s_.spool.append_chunked(events);
+  const std::size_t kept = chunked.kept;
+  const std::string error = chunked.failure ? chunked.failure->message : std::string();
   Counters::add(s_.counters.spooled, kept);
   settle(events.size());
   if (kept > 0) {

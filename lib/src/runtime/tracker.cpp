@@ -134,8 +134,9 @@ void spool_leftovers(TrackerState& s) {
     }
   }
   if (events.empty()) return;
-  std::string error;
-  const std::size_t kept = s.spool.append_chunked(events, error);
+  const auto chunked = s.spool.append_chunked(events);
+  const std::size_t kept = chunked.kept;
+  const std::string error = chunked.failure ? chunked.failure->message : std::string();
   Counters::add(s.counters.spooled, kept);
   if (kept == events.size()) return;
   Counters::add(s.counters.dropped, events.size() - kept);
@@ -345,15 +346,17 @@ class Tracker::Impl {
                           {"queue_capacity", s.queue.capacity()}});
       return false;
     }
-    std::string error;
-    if (s.spool.append(std::span<const Event>(&event, 1), error)) {
+    const auto spooled = s.spool.append(std::span<const Event>(&event, 1));
+    if (spooled) {
       Counters::add(s.counters.spooled);
       return true;
     }
     Counters::add(s.counters.dropped);
-    log::write_limited(
-        log::Level::critical, "track.spool_failed", "event lost: queue full and the spool failed",
-        {{"event_name", event.event_name}, {"org_id", event.org_id}, {"err", error}});
+    log::write_limited(log::Level::critical, "track.spool_failed",
+                       "event lost: queue full and the spool failed",
+                       {{"event_name", event.event_name},
+                        {"org_id", event.org_id},
+                        {"err", spooled.error().message}});
     return false;
   }
 

@@ -117,9 +117,9 @@ struct Drainer {
       return false;
     }
     if (batch.size() == 1) {
-      std::string why;
-      if (!dead.append(batch.front().event, failure.message, failure.sqlstate, why)) {
-        keep_back(batch.front(), failure, why);
+      if (auto lettered = dead.append(batch.front().event, failure.message, failure.sqlstate);
+          !lettered) {
+        keep_back(batch.front(), failure, lettered.error().message);
         return true;  // on with the other rows
       }
       ++result.dead_lettered;
@@ -160,7 +160,7 @@ struct Drainer {
     std::vector<std::int64_t> ids;
     ids.reserve(batch.size());
     for (const auto& s : batch) ids.push_back(s.spool_id);
-    spool.remove(ids);
+    (void)spool.remove(ids);
   }
 };
 
@@ -172,7 +172,8 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
   DrainResult result;
   try {
     auto spool = detail::Spool::open(dir, wal_keeping_options());
-    result.remaining = spool->count();
+    const auto counted = spool->count();
+    result.remaining = counted ? *counted : -1;
     if (result.remaining < 0) {
       result.outcome = DrainResult::Outcome::spool_error;
       result.error = "cannot count the spool at " + spool->path().string();
@@ -196,9 +197,10 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
         result.outcome = DrainResult::Outcome::timed_out;
         break;
       }
-      auto claimed = spool->claim(batch_size, kLease);
-      if (claimed.empty()) {
-        const auto left = spool->count();
+      auto claim = spool->claim(batch_size, kLease);
+      if (!claim || claim->empty()) {
+        const auto counted_left = spool->count();
+        const std::int64_t left = counted_left ? *counted_left : -1;
         if (left == 0) break;
         if (left < 0) {
           result.outcome = DrainResult::Outcome::spool_error;
@@ -210,23 +212,25 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
         std::this_thread::sleep_for(kLeasePoll);  // leased by another process; wait it out
         continue;
       }
+      const auto claimed = std::move(claim).value();
       if (stop_requested()) {
         // Asked during the claim: give the batch back unwritten, for another drain at once.
         std::vector<std::int64_t> ids;
         for (const auto& s : claimed) ids.push_back(s.spool_id);
-        spool->release(ids);
+        (void)spool->release(ids);
         result.interrupted = true;
         break;
       }
       if (!drainer.deliver(claimed)) {
         // Give back whatever is still ours (removed rows are gone; release ignores them), but
         // not the rows kept back: their lease is their backoff.
-        spool->release(drainer.held);
+        (void)spool->release(drainer.held);
         result.outcome = DrainResult::Outcome::unreachable;
         break;
       }
     }
-    result.remaining = spool->count();
+    const auto counted_end = spool->count();
+    result.remaining = counted_end ? *counted_end : -1;
     if (result.outcome == DrainResult::Outcome::empty &&
         (result.remaining < 0 ||
          static_cast<std::uint64_t>(result.remaining) > kept_back + result.dead_letter_failed)) {
@@ -248,7 +252,10 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
 }  // namespace
 
 std::filesystem::path spool_directory(const std::filesystem::path& configured) {
-  return configured.empty() ? detail::default_spool_dir() : configured;
+  if (!configured.empty()) return configured;
+  auto dir = detail::default_spool_dir();
+  if (!dir) throw detail::SpoolError(dir.error().message);
+  return std::move(dir).value();
 }
 
 DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
@@ -291,7 +298,8 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
     // Writers that found the lock taken left their events to us: look once more, unlocked.
     std::int64_t left = -1;
     try {
-      left = detail::Spool::open(dir, wal_keeping_options())->count();
+      const auto counted = detail::Spool::open(dir, wal_keeping_options())->count();
+      left = counted ? *counted : -1;
     } catch (const std::exception&) {
     }
     if (left == 0) return total;
@@ -322,7 +330,8 @@ HandOff spool_for_delivery(std::span<const Event> events, const std::filesystem:
   try {
     const auto dir = spool_directory(spool_dir);
     auto spool = detail::Spool::open(dir, wal_keeping_options(durable));
-    if (!spool->append(events, out.error)) {
+    if (auto appended = spool->append(events); !appended) {
+      out.error = appended.error().message;
       if (out.error.empty()) out.error = "cannot write to the spool at " + spool->path().string();
       return out;
     }

@@ -20,8 +20,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <random>
 #include <utility>
@@ -57,20 +59,25 @@ std::string env_or_empty(const char* name) {
 }
 
 // "<hostname>:<pid>:<random>", made once per process (a fork child gets its own).
-std::string claimer_identity() {
+Result<std::string> claimer_identity() {
   static std::mutex mu;
   static pid_t pid = 0;
   static std::string identity;
   std::lock_guard lock(mu);
   if (pid != ::getpid()) {
-    pid = ::getpid();
+    std::uint64_t r = 0;
+    try {
+      std::random_device rd;
+      r = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    } catch (const std::exception& e) {  // the standard says only "derived from std::exception"
+      return Error{std::string("spool: no random source for the claimer identity: ") + e.what()};
+    }
     char host[256] = {};
     if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "unknown");
-    std::random_device rd;
-    const std::uint64_t r = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
     char buf[17];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(r));
-    identity = std::string(host) + ":" + std::to_string(pid) + ":" + buf;
+    identity = std::string(host) + ":" + std::to_string(::getpid()) + ":" + buf;
+    pid = ::getpid();
   }
   return identity;
 }
@@ -83,12 +90,13 @@ class Stmt {
   Stmt& operator=(const Stmt&) = delete;
   ~Stmt() { sqlite3_finalize(stmt_); }
 
-  void prepare(sqlite3* db, const char* sql) {
+  Result<> prepare(sqlite3* db, const char* sql) {
     sqlite3_finalize(stmt_);
     stmt_ = nullptr;
     if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK) {
-      throw SpoolError(std::string("spool: cannot prepare statement: ") + sqlite3_errmsg(db));
+      return Error{std::string("spool: cannot prepare statement: ") + sqlite3_errmsg(db)};
     }
+    return ok();
   }
   void finalize() noexcept {
     sqlite3_finalize(stmt_);
@@ -112,21 +120,94 @@ struct ResetGuard {
 
 class SqliteSpool final : public Spool {
  public:
+  // Not connected yet: open() connects.
   SqliteSpool(std::filesystem::path dir, SpoolOptions options)
-      : dir_(std::move(dir)), path_(dir_ / "spool.db"), options_(options) {
-    connect();
-  }
+      : dir_(std::move(dir)), path_(dir_ / "spool.db"), options_(options) {}
   ~SqliteSpool() override { disconnect(); }
   SqliteSpool(const SqliteSpool&) = delete;
   SqliteSpool& operator=(const SqliteSpool&) = delete;
 
-  bool append(std::span<const Event> events, std::string& error) noexcept override {
-    std::unique_lock lock(mu_, std::defer_lock);
-    try {
-      lock.lock();
-      if (!ready(error)) return false;
-      if (events.empty()) return true;
-      if (!begin(error)) return false;
+  // Opens the file and prepares every statement; on failure nothing stays open.
+  Result<> connect() {
+    if (auto r = ensure_private_dir(dir_, "spool directory"); !r) return r;
+    // SQLITE_OPEN_NOFOLLOW refuses a symlink anywhere in the name, but a state directory reached
+    // through a symlink is legitimate: resolve the directory, then refuse only a linked file.
+    std::error_code ec;
+    const std::filesystem::path real_dir = std::filesystem::canonical(dir_, ec);
+    if (ec) return Error{"spool: cannot resolve " + dir_.string() + ": " + ec.message()};
+    const std::filesystem::path real_path = real_dir / path_.filename();
+    // Create the file ourselves so it is 0600 whatever the umask; SQLite then gives the -wal and
+    // -shm files the database file's mode.
+    const Result<int> fd = open_private_file(real_path, O_RDWR);
+    if (!fd) return Error{"spool: " + fd.error().message};
+    ::close(*fd);
+
+    const int flags =
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE;
+    if (sqlite3_open_v2(real_path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+      std::string msg = "spool: cannot open " + path_.string() + ": " +
+                        (db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory");
+      disconnect();
+      return Error{std::move(msg)};
+    }
+    // Closed again on every way out below but success, an exception included.
+    struct CloseUnlessKept {
+      SqliteSpool& spool;
+      bool keep = false;
+      ~CloseUnlessKept() {
+        if (!keep) spool.disconnect();
+      }
+    } guard{*this};
+    pid_ = ::getpid();
+    sqlite3_busy_timeout(db_, static_cast<int>(std::clamp<std::int64_t>(
+                                  options_.busy_timeout.count(), 0, 3'600'000)));
+    if (!options_.checkpoint_on_close) {
+      sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    }
+    if (auto r = set_wal_mode(db_, /*in_memory=*/false, options_.busy_timeout); !r) {
+      return Error{"spool " + path_.string() + ": PRAGMA journal_mode=WAL: " + r.error().message};
+    }
+    if (auto r = exec(options_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+        !r) {
+      return r;
+    }
+    // Keep a drained spool small: truncate the WAL back to 4 MiB after checkpoints.
+    if (auto r = exec("PRAGMA journal_size_limit=4194304"); !r) return r;
+    if (auto r = migrate(); !r) return r;
+    tighten_sidecar_modes();
+    const std::pair<Stmt*, const char*> statements[] = {
+        {&insert_,
+         "INSERT INTO spool(event_id, org_id, user_id, event_name, metadata, occurred_at_us) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+        {&claim_select_,
+         "SELECT id, event_id, org_id, user_id, event_name, metadata, occurred_at_us FROM spool "
+         "WHERE claimed_until IS NULL OR claimed_until < ?1 ORDER BY id LIMIT ?2"},
+        {&claim_update_, "UPDATE spool SET claimed_by = ?1, claimed_until = ?2 WHERE id = ?3"},
+        {&remove_, "DELETE FROM spool WHERE id = ?1"},
+        // Only our own claims: after our lease expired another process may hold the row.
+        {&release_,
+         "UPDATE spool SET claimed_by = NULL, claimed_until = NULL "
+         "WHERE id = ?1 AND claimed_by = ?2"},
+        // The same rule as release_: only our own claims (expired or not, as long as nobody took
+        // the row since).
+        {&extend_, "UPDATE spool SET claimed_until = ?3 WHERE id = ?1 AND claimed_by = ?2"},
+        {&count_, "SELECT count(*) FROM spool"},
+        {&count_between_, "SELECT count(*) FROM spool WHERE id BETWEEN ?1 AND ?2"},
+        {&begin_, "BEGIN IMMEDIATE"},
+        {&commit_, "COMMIT"},
+        {&rollback_, "ROLLBACK"},
+    };
+    for (const auto& [stmt, sql] : statements) {
+      if (auto r = stmt->prepare(db_, sql); !r) return r;
+    }
+    guard.keep = true;
+    return ok();
+  }
+
+  Result<Ids> append(std::span<const Event> events) noexcept override {
+    return locked<Ids>("append", [&]() -> Result<Ids> {
+      if (events.empty()) return Ids{0, -1};
+      if (auto r = begin(); !r) return std::move(r).error();
       std::int64_t first_appended = 0;
       for (const Event& e : events) {
         ResetGuard guard{insert_};
@@ -144,32 +225,26 @@ class SqliteSpool final : public Spool {
         sqlite3_bind_text(s, 5, e.metadata.data(), static_cast<int>(e.metadata.size()),
                           SQLITE_STATIC);
         sqlite3_bind_int64(s, 6, e.occurred_at_us);
-        if (sqlite3_step(s) != SQLITE_DONE) return fail("append", error);
+        if (sqlite3_step(s) != SQLITE_DONE) return fail("append");
         if (&e == &events.front()) first_appended = sqlite3_last_insert_rowid(db_);
       }
-      if (!commit()) return fail("append", error);
-      last_appended_ = {first_appended, sqlite3_last_insert_rowid(db_)};
-      return true;
-    } catch (const std::exception& ex) {
-      error = std::string("spool append failed: ") + ex.what();
-    } catch (...) {
-      error = "spool append failed";
-    }
-    if (lock.owns_lock()) rollback();
-    return false;
+      if (auto r = commit("append"); !r) return std::move(r).error();
+      return Ids{first_appended, sqlite3_last_insert_rowid(db_)};
+    });
   }
 
-  std::vector<SpooledEvent> claim(std::size_t max, std::chrono::seconds lease) noexcept override {
-    std::vector<SpooledEvent> out;
-    std::unique_lock lock(mu_, std::defer_lock);
-    try {
-      lock.lock();
-      std::string error;
-      if (max == 0 || !ready(error) || !begin(error)) return out;
+  Result<std::vector<SpooledEvent>> claim(std::size_t max,
+                                          std::chrono::seconds lease) noexcept override {
+    using Rows = std::vector<SpooledEvent>;
+    return locked<Rows>("claim", [&]() -> Result<Rows> {
+      Rows out;
+      if (max == 0) return out;
+      const Result<std::string> owner = claimer_identity();
+      if (!owner) return owner.error();
+      if (auto r = begin(); !r) return std::move(r).error();
       const std::int64_t now = wall_clock_ms();
       const std::int64_t until =
           now + std::max<std::int64_t>(0, std::chrono::milliseconds(lease).count());
-      const std::string owner = claimer_identity();
       {
         ResetGuard guard{claim_select_};
         sqlite3_stmt* s = claim_select_.get();
@@ -178,151 +253,55 @@ class SqliteSpool final : public Spool {
         sqlite3_bind_int64(s, 2, static_cast<std::int64_t>(limit));
         int rc = SQLITE_ROW;
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(read_row(s));
-        if (rc != SQLITE_DONE) {
-          fail("claim", error);
-          return {};
-        }
+        if (rc != SQLITE_DONE) return fail("claim");
       }
       for (const SpooledEvent& row : out) {
         ResetGuard guard{claim_update_};
         sqlite3_stmt* s = claim_update_.get();
-        sqlite3_bind_text(s, 1, owner.data(), static_cast<int>(owner.size()), SQLITE_STATIC);
+        sqlite3_bind_text(s, 1, owner->data(), static_cast<int>(owner->size()), SQLITE_STATIC);
         sqlite3_bind_int64(s, 2, until);
         sqlite3_bind_int64(s, 3, row.spool_id);
-        if (sqlite3_step(s) != SQLITE_DONE) {
-          fail("claim", error);
-          return {};
-        }
+        if (sqlite3_step(s) != SQLITE_DONE) return fail("claim");
       }
-      if (!commit()) {
-        fail("claim", error);
-        return {};
-      }
+      if (auto r = commit("claim"); !r) return std::move(r).error();
       return out;
-    } catch (...) {
-      if (lock.owns_lock()) rollback();
-    }
-    return {};
+    });
   }
 
-  bool remove(std::span<const std::int64_t> spool_ids) noexcept override {
-    return for_each_id(spool_ids, remove_, false);
+  Result<> remove(std::span<const std::int64_t> spool_ids) noexcept override {
+    return for_each_id("remove", spool_ids, remove_, false);
   }
 
-  bool release(std::span<const std::int64_t> spool_ids) noexcept override {
-    return for_each_id(spool_ids, release_, true);
+  Result<> release(std::span<const std::int64_t> spool_ids) noexcept override {
+    return for_each_id("release", spool_ids, release_, true);
   }
 
-  bool extend(std::span<const std::int64_t> spool_ids,
-              std::chrono::seconds lease) noexcept override {
-    return for_each_id(spool_ids, extend_, true, lease);
+  Result<> extend(std::span<const std::int64_t> spool_ids,
+                  std::chrono::seconds lease) noexcept override {
+    return for_each_id("extend", spool_ids, extend_, true, lease);
   }
 
-  [[nodiscard]] std::pair<std::int64_t, std::int64_t> last_appended() const noexcept override {
-    return last_appended_;
-  }
-
-  std::int64_t count_between(std::int64_t first, std::int64_t last) noexcept override {
-    std::lock_guard lock(mu_);
-    try {
-      std::string error;
-      if (!ready(error)) return -1;
+  Result<std::int64_t> count_between(std::int64_t first, std::int64_t last) noexcept override {
+    return locked<std::int64_t>("count", [&]() -> Result<std::int64_t> {
       ResetGuard guard{count_between_};
       sqlite3_bind_int64(count_between_.get(), 1, first);
       sqlite3_bind_int64(count_between_.get(), 2, last);
-      if (sqlite3_step(count_between_.get()) != SQLITE_ROW) return -1;
-      return sqlite3_column_int64(count_between_.get(), 0);
-    } catch (...) {
-      return -1;
-    }
+      if (sqlite3_step(count_between_.get()) != SQLITE_ROW) return Error{describe("count")};
+      return static_cast<std::int64_t>(sqlite3_column_int64(count_between_.get(), 0));
+    });
   }
 
-  std::int64_t count() noexcept override {
-    try {
-      std::lock_guard lock(mu_);
-      std::string error;
-      if (!ready(error)) return -1;
+  Result<std::int64_t> count() noexcept override {
+    return locked<std::int64_t>("count", [&]() -> Result<std::int64_t> {
       ResetGuard guard{count_};
-      if (sqlite3_step(count_.get()) != SQLITE_ROW) return -1;
-      return sqlite3_column_int64(count_.get(), 0);
-    } catch (...) {
-      return -1;
-    }
+      if (sqlite3_step(count_.get()) != SQLITE_ROW) return Error{describe("count")};
+      return static_cast<std::int64_t>(sqlite3_column_int64(count_.get(), 0));
+    });
   }
 
   [[nodiscard]] const std::filesystem::path& path() const noexcept override { return path_; }
 
  private:
-  void connect() {
-    if (const std::string err = ensure_private_dir(dir_, "spool directory"); !err.empty()) {
-      throw SpoolError(err);
-    }
-    // SQLITE_OPEN_NOFOLLOW refuses a symlink anywhere in the name, but a state directory reached
-    // through a symlink is legitimate: resolve the directory, then refuse only a linked file.
-    std::error_code ec;
-    const std::filesystem::path real_dir = std::filesystem::canonical(dir_, ec);
-    if (ec) throw SpoolError("spool: cannot resolve " + dir_.string() + ": " + ec.message());
-    const std::filesystem::path real_path = real_dir / path_.filename();
-    // Create the file ourselves so it is 0600 whatever the umask; SQLite then gives the -wal and
-    // -shm files the database file's mode.
-    std::string err;
-    const int fd = open_private_file(real_path, O_RDWR, err);
-    if (fd < 0) throw SpoolError("spool: " + err);
-    ::close(fd);
-
-    const int flags =
-        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE;
-    if (sqlite3_open_v2(real_path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
-      std::string msg = "spool: cannot open " + path_.string() + ": " +
-                        (db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory");
-      disconnect();
-      throw SpoolError(msg);
-    }
-    pid_ = ::getpid();
-    try {
-      sqlite3_busy_timeout(db_, static_cast<int>(std::clamp<std::int64_t>(
-                                    options_.busy_timeout.count(), 0, 3'600'000)));
-      if (!options_.checkpoint_on_close) {
-        sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
-      }
-      try {
-        set_wal_mode(db_, /*in_memory=*/false, options_.busy_timeout);
-      } catch (const std::exception& e) {
-        throw SpoolError("spool " + path_.string() + ": PRAGMA journal_mode=WAL: " + e.what());
-      }
-      exec(options_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-      // Keep a drained spool small: truncate the WAL back to 4 MiB after checkpoints.
-      exec("PRAGMA journal_size_limit=4194304");
-      migrate();
-      tighten_sidecar_modes();
-      insert_.prepare(db_,
-                      "INSERT INTO spool(event_id, org_id, user_id, event_name, metadata, "
-                      "occurred_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-      claim_select_.prepare(db_,
-                            "SELECT id, event_id, org_id, user_id, event_name, metadata, "
-                            "occurred_at_us FROM spool WHERE claimed_until IS NULL OR "
-                            "claimed_until < ?1 ORDER BY id LIMIT ?2");
-      claim_update_.prepare(db_,
-                            "UPDATE spool SET claimed_by = ?1, claimed_until = ?2 WHERE id = ?3");
-      remove_.prepare(db_, "DELETE FROM spool WHERE id = ?1");
-      // Only our own claims: after our lease expired another process may hold the row.
-      release_.prepare(db_,
-                       "UPDATE spool SET claimed_by = NULL, claimed_until = NULL "
-                       "WHERE id = ?1 AND claimed_by = ?2");
-      // The same rule as release_: only our own claims (expired or not, as long as nobody took
-      // the row since).
-      extend_.prepare(db_, "UPDATE spool SET claimed_until = ?3 WHERE id = ?1 AND claimed_by = ?2");
-      count_.prepare(db_, "SELECT count(*) FROM spool");
-      count_between_.prepare(db_, "SELECT count(*) FROM spool WHERE id BETWEEN ?1 AND ?2");
-      begin_.prepare(db_, "BEGIN IMMEDIATE");
-      commit_.prepare(db_, "COMMIT");
-      rollback_.prepare(db_, "ROLLBACK");
-    } catch (...) {
-      disconnect();
-      throw;
-    }
-  }
-
   void disconnect() noexcept {
     for (Stmt* s : {&insert_, &claim_select_, &claim_update_, &remove_, &release_, &extend_,
                     &count_, &count_between_, &begin_, &commit_, &rollback_}) {
@@ -332,46 +311,47 @@ class SqliteSpool final : public Spool {
     db_ = nullptr;
   }
 
-  void exec(const char* sql) {
+  Result<> exec(const char* sql) {
     char* msg = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
-      std::string text = "spool " + path_.string() + ": " + sql + ": " +
-                         (msg != nullptr ? msg : sqlite3_errmsg(db_));
-      sqlite3_free(msg);
-      throw SpoolError(text);
-    }
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) == SQLITE_OK) return ok();
+    Error error{"spool " + path_.string() + ": " + sql + ": " +
+                (msg != nullptr ? msg : sqlite3_errmsg(db_))};
+    sqlite3_free(msg);
+    return error;
   }
 
-  int user_version() {
+  Result<int> user_version() {
     sqlite3_stmt* s = nullptr;
     if (sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &s, nullptr) != SQLITE_OK) {
-      throw SpoolError("spool " + path_.string() + ": " + sqlite3_errmsg(db_));
+      return Error{"spool " + path_.string() + ": " + sqlite3_errmsg(db_)};
     }
     const int v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
     sqlite3_finalize(s);
-    if (v < 0) throw SpoolError("spool " + path_.string() + ": " + sqlite3_errmsg(db_));
+    if (v < 0) return Error{"spool " + path_.string() + ": " + sqlite3_errmsg(db_)};
     return v;
   }
 
   // Schema upgrades run under BEGIN IMMEDIATE so concurrent openers do them exactly once.
-  void migrate() {
-    exec("BEGIN IMMEDIATE");
-    try {
-      const int v = user_version();
-      if (v > kSchemaVersion) {
-        throw SpoolError("spool " + path_.string() + " has schema version " + std::to_string(v) +
-                         ", newer than this trackevent understands (" +
-                         std::to_string(kSchemaVersion) + "); upgrade trackevent");
-      }
-      if (v < 1) {
-        exec(kSchemaV1);
-        exec("PRAGMA user_version=1");
-      }
-      exec("COMMIT");
-    } catch (...) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      throw;
+  Result<> migrate() {
+    if (auto r = exec("BEGIN IMMEDIATE"); !r) return r;
+    Result<> done = upgrade_schema();
+    if (!done) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    return done;
+  }
+
+  Result<> upgrade_schema() {
+    const Result<int> v = user_version();
+    if (!v) return v.error();
+    if (*v > kSchemaVersion) {
+      return Error{"spool " + path_.string() + " has schema version " + std::to_string(*v) +
+                   ", newer than this trackevent understands (" + std::to_string(kSchemaVersion) +
+                   "); upgrade trackevent"};
     }
+    if (*v < 1) {
+      if (auto r = exec(kSchemaV1); !r) return r;
+      if (auto r = exec("PRAGMA user_version=1"); !r) return r;
+    }
+    return exec("COMMIT");
   }
 
   // SQLite already creates -wal/-shm with spool.db's mode; this repairs files left by others.
@@ -385,31 +365,34 @@ class SqliteSpool final : public Spool {
     }
   }
 
-  // Called under mu_ at the top of every operation: a fork child reconnects (see spool.hpp).
-  bool ready(std::string& error) noexcept {
-    if (db_ != nullptr && pid_ == ::getpid()) return true;
+  // Runs `op` under mu_ once the connection is ready: a fork child reconnects first (see
+  // spool.hpp). SQLite's failures come back from `op`. Allocating (a row, a message) is all that
+  // may throw in here; that undoes the transaction and comes back as an Error too.
+  template <typename T, typename Op>
+  Result<T> locked(const char* what, Op&& op) noexcept {
+    std::lock_guard lock(mu_);
     try {
-      disconnect();
-      connect();
-      return true;
-    } catch (const std::exception& ex) {
-      error = ex.what();
-    } catch (...) {
-      error = "spool: cannot reopen " + path_.string();
+      if (db_ == nullptr || pid_ != ::getpid()) {
+        disconnect();
+        if (auto r = connect(); !r) return std::move(r).error();
+      }
+      return op();
+    } catch (const std::bad_alloc& e) {
+      rollback();
+      return Error{std::string("spool ") + what + " failed: " + e.what()};
     }
-    return false;
   }
 
-  bool begin(std::string& error) noexcept {
+  Result<> begin() {
     ResetGuard guard{begin_};
-    if (sqlite3_step(begin_.get()) == SQLITE_DONE) return true;
-    error = describe("begin");
-    return false;
+    if (sqlite3_step(begin_.get()) == SQLITE_DONE) return ok();
+    return Error{describe("begin")};
   }
 
-  bool commit() noexcept {
+  Result<> commit(const char* op) {
     ResetGuard guard{commit_};
-    return sqlite3_step(commit_.get()) == SQLITE_DONE;
+    if (sqlite3_step(commit_.get()) == SQLITE_DONE) return ok();
+    return fail(op);
   }
 
   void rollback() noexcept {
@@ -427,29 +410,27 @@ class SqliteSpool final : public Spool {
     return msg;
   }
 
-  // Records the reason and undoes the open transaction; always returns false.
-  bool fail(const char* op, std::string& error) noexcept {
-    try {
-      error = describe(op);
-    } catch (...) {
-      error.clear();
-    }
+  // The reason of the failed step, read before the open transaction is undone.
+  Error fail(const char* op) {
+    Error error{describe(op)};
     rollback();
-    return false;
+    return error;
   }
 
   // Runs `stmt` once per id in one transaction: ?1 the id, ?2 our identity (`bind_owner`), ?3 the
   // end of a lease of `lease` from now (when given).
-  bool for_each_id(std::span<const std::int64_t> ids, Stmt& stmt, bool bind_owner,
-                   std::optional<std::chrono::seconds> lease = std::nullopt) noexcept {
-    std::unique_lock lock(mu_, std::defer_lock);
-    try {
-      lock.lock();
-      std::string error;
-      if (!ready(error)) return false;
-      if (ids.empty()) return true;
-      if (!begin(error)) return false;
-      const std::string owner = bind_owner ? claimer_identity() : std::string();
+  Result<> for_each_id(const char* what, std::span<const std::int64_t> ids, Stmt& stmt,
+                       bool bind_owner,
+                       std::optional<std::chrono::seconds> lease = std::nullopt) noexcept {
+    return locked<void>(what, [&]() -> Result<> {
+      if (ids.empty()) return ok();
+      std::string owner;
+      if (bind_owner) {
+        Result<std::string> id = claimer_identity();
+        if (!id) return std::move(id).error();
+        owner = std::move(*id);
+      }
+      if (auto r = begin(); !r) return r;
       const std::int64_t until =
           lease ? wall_clock_ms() +
                       std::max<std::int64_t>(0, std::chrono::milliseconds(*lease).count())
@@ -462,14 +443,10 @@ class SqliteSpool final : public Spool {
                             SQLITE_STATIC);
         }
         if (lease) sqlite3_bind_int64(stmt.get(), 3, until);
-        if (sqlite3_step(stmt.get()) != SQLITE_DONE) return fail("update", error);
+        if (sqlite3_step(stmt.get()) != SQLITE_DONE) return fail("update");
       }
-      if (!commit()) return fail("commit", error);
-      return true;
-    } catch (...) {
-      if (lock.owns_lock()) rollback();
-      return false;
-    }
+      return commit("commit");
+    });
   }
 
   static SpooledEvent read_row(sqlite3_stmt* s) {
@@ -502,16 +479,17 @@ class SqliteSpool final : public Spool {
   pid_t pid_ = 0;
   Stmt insert_, claim_select_, claim_update_, remove_, release_, extend_, count_, count_between_,
       begin_, commit_, rollback_;
-  std::pair<std::int64_t, std::int64_t> last_appended_{0, -1};
 };
 
 }  // namespace
 
-std::filesystem::path default_spool_dir() {
-  if (std::string v = env_or_empty("TRACKEVENT_SPOOL_DIR"); !v.empty()) return v;
+Result<std::filesystem::path> default_spool_dir() {
+  if (std::string v = env_or_empty("TRACKEVENT_SPOOL_DIR"); !v.empty()) {
+    return std::filesystem::path(std::move(v));
+  }
   // The XDG spec says to ignore a relative XDG_STATE_HOME.
   if (std::filesystem::path v = env_or_empty("XDG_STATE_HOME"); v.is_absolute()) {
-    return v / "trackevent";
+    return std::filesystem::path(v / "trackevent");
   }
   std::string home = env_or_empty("HOME");
   if (home.empty()) {
@@ -524,9 +502,9 @@ std::filesystem::path default_spool_dir() {
     }
   }
   if (home.empty()) {
-    throw SpoolError(
+    return Error{
         "cannot find a spool directory: HOME is not set and the user has no home directory; "
-        "set TRACKEVENT_SPOOL_DIR");
+        "set TRACKEVENT_SPOOL_DIR"};
   }
   return std::filesystem::path(home) / ".local" / "state" / "trackevent";
 }
@@ -536,7 +514,16 @@ std::unique_ptr<Spool> Spool::open(const std::filesystem::path& dir) {
 }
 
 std::unique_ptr<Spool> Spool::open(const std::filesystem::path& dir, const SpoolOptions& options) {
-  return std::make_unique<SqliteSpool>(dir, options);
+  Result<std::unique_ptr<Spool>> spool = try_open(dir, options);
+  if (!spool) throw SpoolError(spool.error().message);
+  return std::move(spool).value();
+}
+
+Result<std::unique_ptr<Spool>> Spool::try_open(const std::filesystem::path& dir,
+                                               const SpoolOptions& options) {
+  auto spool = std::make_unique<SqliteSpool>(dir, options);
+  if (auto r = spool->connect(); !r) return std::move(r).error();
+  return std::unique_ptr<Spool>(std::move(spool));
 }
 
 // ---- lease renewal ------------------------------------------------------------------------------
@@ -556,25 +543,19 @@ bool LeaseRenewer::due() const noexcept {
   return now_() - since_ >= std::chrono::milliseconds(lease_) / 2;
 }
 
-bool LeaseRenewer::renew(std::span<const std::int64_t> ids) noexcept {
+Result<> LeaseRenewer::renew(std::span<const std::int64_t> ids) noexcept {
   const TimePoint at = now_();
-  if (!extend_(ids, lease_)) return false;
+  if (Result<> extended = extend_(ids, lease_); !extended) return extended;
   since_ = at;
-  return true;
+  return ok();
 }
 
 // ---- dead letters -------------------------------------------------------------------------------
 
 DeadLetters::DeadLetters(std::filesystem::path dir) : path_(std::move(dir) / "dead-letter.jsonl") {}
 
-bool DeadLetters::append(const Event& event, std::string_view error,
-                         std::string_view sqlstate) noexcept {
-  std::string why;
-  return append(event, error, sqlstate, why);
-}
-
-bool DeadLetters::append(const Event& event, std::string_view error, std::string_view sqlstate,
-                         std::string& why) noexcept {
+Result<> DeadLetters::append(const Event& event, std::string_view error,
+                             std::string_view sqlstate) noexcept {
   try {
     nlohmann::json line;
     line["event_id"] = event.event_id.to_string();
@@ -596,16 +577,14 @@ bool DeadLetters::append(const Event& event, std::string_view error, std::string
     text += '\n';
 
     const std::filesystem::path dir = path_.has_parent_path() ? path_.parent_path() : ".";
-    if (std::string err = ensure_private_dir(dir, "dead-letter directory"); !err.empty()) {
-      why = std::move(err);
-      return false;
-    }
+    if (auto r = ensure_private_dir(dir, "dead-letter directory"); !r) return r;
     // Whether this append creates the file: then its directory entry must be made durable too.
     // (Two first writers may both think so; a second directory sync costs nothing.)
     struct stat before {};
     const bool creates = ::lstat(path_.c_str(), &before) != 0 && errno == ENOENT;
-    const int fd = open_private_file(path_, O_APPEND | O_WRONLY, why);
-    if (fd < 0) return false;
+    const Result<int> opened = open_private_file(path_, O_APPEND | O_WRONLY);
+    if (!opened) return opened.error();
+    const int fd = *opened;
     // One write() on an O_APPEND fd: the line lands whole, after every other writer's line.
     ssize_t n = -1;
     do {
@@ -618,18 +597,16 @@ bool DeadLetters::append(const Event& event, std::string_view error, std::string
     }
     if (n != static_cast<ssize_t>(text.size())) {
       ::close(fd);
-      why = "cannot write " + path_.string() + ": " +
-            (n < 0 ? std::strerror(write_errno) : "short write (disk full?)");
-      return false;
+      return Error{"cannot write " + path_.string() + ": " +
+                   (n < 0 ? std::strerror(write_errno) : "short write (disk full?)")};
     }
-    // The caller deletes the only other copy of the event (the spool row) once this returns
-    // true, so the line must be on disk first.
+    // The caller deletes the only other copy of the event (the spool row) once this succeeds, so
+    // the line must be on disk first.
     const int sync_rc = ::fdatasync(fd);
     const int sync_errno = errno;
     ::close(fd);
     if (sync_rc != 0) {
-      why = "cannot sync " + path_.string() + ": " + std::strerror(sync_errno);
-      return false;
+      return Error{"cannot sync " + path_.string() + ": " + std::strerror(sync_errno)};
     }
     if (creates) {
       const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -637,18 +614,16 @@ bool DeadLetters::append(const Event& event, std::string_view error, std::string
       const int dir_errno = errno;
       if (dir_fd >= 0) ::close(dir_fd);
       if (dir_rc != 0) {
-        why = "cannot sync the directory " + dir.string() + " of the new " + path_.string() + ": " +
-              std::strerror(dir_errno);
-        return false;
+        return Error{"cannot sync the directory " + dir.string() + " of the new " + path_.string() +
+                     ": " + std::strerror(dir_errno)};
       }
     }
-    return true;
-  } catch (const std::exception& ex) {
-    why = std::string("dead-letter write failed: ") + ex.what();
-  } catch (...) {
-    why = "dead-letter write failed";
+    return ok();
+  } catch (const std::bad_alloc& ex) {  // building the line or a message
+    return Error{std::string("dead-letter write failed: ") + ex.what()};
+  } catch (const nlohmann::json::exception& ex) {  // dump() replaces bad UTF-8; none expected
+    return Error{std::string("dead-letter write failed: ") + ex.what()};
   }
-  return false;
 }
 
 }  // namespace trackevent::detail

@@ -3,6 +3,7 @@
 
 #include "trackevent/event.hpp"
 
+#include "base/result.hpp"
 #include "spool/spool.hpp"
 
 #include <chrono>
@@ -29,33 +30,40 @@ class SpoolAccess {
   /// Events per transaction in append_chunked(): a failed transaction loses at most this many.
   static constexpr std::size_t kChunk = 1000;
 
-  /// Appends in one transaction. False, with the reason in `error`, when the spool cannot be
-  /// opened or the append fails.
-  bool append(std::span<const Event> events, std::string& error) noexcept;
-  /// As above; on success puts the spool ids (first, last) the events were given in `rows`.
-  bool append(std::span<const Event> events, std::string& error,
-              std::pair<std::int64_t, std::int64_t>& rows) noexcept;
-  /// Rows still in the spool with ids in [first, last]; -1 on error or when there is no spool.
-  std::int64_t count_between(std::int64_t first, std::int64_t last) noexcept;
+  /// What append_chunked() committed. Not a Result: part of the events may be kept while the
+  /// rest fails.
+  struct Chunked {
+    std::size_t kept = 0;          ///< events committed
+    std::optional<Error> failure;  ///< why the others were not (the last failure), if any
+  };
+
+  /// Appends in one transaction and gives the spool ids the events got. Fails when the spool
+  /// cannot be opened or the append fails.
+  Result<Spool::Ids> append(std::span<const Event> events) noexcept;
+  /// Rows still in the spool with ids in [first, last]; an error when there is no spool.
+  Result<std::int64_t> count_between(std::int64_t first, std::int64_t last) noexcept;
   /// Appends in transactions of at most `chunk` events, going on after a failed one (a full
-  /// disk may still take a smaller chunk). Returns how many events were committed; the reason
-  /// of the last failure is in `error`.
-  std::size_t append_chunked(std::span<const Event> events, std::string& error,
-                             std::size_t chunk = kChunk) noexcept;
-  /// Claims from a spool that already exists (never creates one); empty when there is none.
-  std::vector<SpooledEvent> claim(std::size_t max, std::chrono::seconds lease) noexcept;
-  bool remove(std::span<const std::int64_t> ids) noexcept;
-  bool release(std::span<const std::int64_t> ids) noexcept;
-  /// Renews the lease of rows this process still holds (Spool::extend); false on error or when
-  /// no spool is open.
-  bool extend(std::span<const std::int64_t> ids, std::chrono::seconds lease) noexcept;
-  /// Appends one rejected row to the dead-letter file; false (with `error`) when that failed.
-  bool dead_letter(const Event& event, std::string_view err, std::string_view sqlstate,
-                   std::string& error) noexcept;
+  /// disk may still take a smaller chunk).
+  Chunked append_chunked(std::span<const Event> events, std::size_t chunk = kChunk) noexcept;
+  /// Claims from a spool that already exists (never creates one); none when there is none.
+  Result<std::vector<SpooledEvent>> claim(std::size_t max, std::chrono::seconds lease) noexcept;
+  /// Spool::remove(); an error when no spool is open.
+  Result<> remove(std::span<const std::int64_t> ids) noexcept;
+  /// Spool::release(); an error when no spool is open.
+  Result<> release(std::span<const std::int64_t> ids) noexcept;
+  /// Renews the lease of rows this process still holds (Spool::extend); an error when no spool
+  /// is open.
+  Result<> extend(std::span<const std::int64_t> ids, std::chrono::seconds lease) noexcept;
+  /// Appends one rejected row to the dead-letter file.
+  Result<> dead_letter(const Event& event, std::string_view err,
+                       std::string_view sqlstate) noexcept;
 
  private:
-  // Requires mutex_. Null (with `error`) when it cannot be opened; retries at most once a second.
-  Spool* open_locked(bool create, std::string& error) noexcept;
+  // Requires mutex_. The spool, or null when `create` is false and there is none; an error when
+  // it cannot be opened (tried again at most once a second).
+  Result<Spool*> open_locked(bool create) noexcept;
+  // Requires mutex_. dir_, resolved from the environment on first use.
+  Result<> resolve_dir_locked();
 
   std::mutex mutex_;
   std::filesystem::path dir_;

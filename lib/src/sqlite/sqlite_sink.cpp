@@ -27,43 +27,68 @@ namespace {
 bool is_memory_path(const std::string& path) { return path.empty() || path == ":memory:"; }
 
 /// Makes each missing ancestor of `path` with mode 0700 (the store holds user data).
-void make_parent_dirs(const std::string& path) {
+Result<> make_parent_dirs(const std::string& path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   std::filesystem::path prefix;
   for (const auto& part : parent) {
     prefix /= part;
     if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
-      throw std::runtime_error("cannot create directory " + prefix.string() + ": " +
-                               std::strerror(errno));
+      return Error{"cannot create directory " + prefix.string() + ": " + std::strerror(errno)};
     }
   }
+  return ok();
 }
 
 /// Creates the file with mode 0600 exactly (whatever the umask); leaves an existing file alone.
-void create_private_file(const std::string& path) {
+Result<> create_private_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
-    if (errno == EEXIST) return;
-    throw std::runtime_error(std::strerror(errno));
+    if (errno == EEXIST) return ok();
+    return Error{std::strerror(errno)};
   }
   const int rc = ::fchmod(fd, 0600);
   const int saved = errno;
   ::close(fd);
-  if (rc != 0) throw std::runtime_error(std::strerror(saved));
+  if (rc != 0) return Error{std::strerror(saved)};
+  return ok();
 }
 
-SqliteDb open_db(const std::string& path, int flags, std::chrono::milliseconds busy_timeout) {
+Result<SqliteDb> open_db(const std::string& path, int flags,
+                         std::chrono::milliseconds busy_timeout) {
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   SqliteDb db(raw);  // closes even a handle that failed to open
   if (rc != SQLITE_OK) {
-    throw std::runtime_error("cannot open SQLite database " + path + ": " +
-                             sqlite_message(db.get(), rc));
+    return Error{"cannot open SQLite database " + path + ": " + sqlite_message(db.get(), rc)};
   }
   sqlite3_extended_result_codes(db.get(), 1);
   const auto ms = busy_timeout.count();
   sqlite3_busy_timeout(db.get(), ms > INT_MAX ? INT_MAX : static_cast<int>(ms));
   return db;
+}
+
+/// sqlite_exec() without the exception: the error's message is what SqliteError's would be.
+Result<> run_sql(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc == SQLITE_OK) return ok();
+  std::string message = "sqlite: ";
+  message += sqlite3_errstr(rc);
+  if (err != nullptr) {
+    message += ": ";
+    message += err;
+    sqlite3_free(err);
+  }
+  return Error{std::move(message)};
+}
+
+/// sqlite_prepare() without the exception.
+Result<SqliteStmt> prepare(sqlite3* db, std::string_view sql) {
+  sqlite3_stmt* raw = nullptr;
+  const int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
+  SqliteStmt stmt(raw);
+  if (rc != SQLITE_OK) return Error{sqlite_message(db, rc)};
+  return stmt;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,23 +227,24 @@ class SqliteSink final : public Sink {
 // ---------------------------------------------------------------------------------------------
 // sqlite_util.hpp
 
-void set_wal_mode(sqlite3* db, bool in_memory, std::chrono::milliseconds busy_timeout) {
+Result<> set_wal_mode(sqlite3* db, bool in_memory, std::chrono::milliseconds busy_timeout) {
   const auto deadline = std::chrono::steady_clock::now() + busy_timeout;
-  SqliteStmt stmt = sqlite_prepare(db, "PRAGMA journal_mode = WAL");
+  Result<SqliteStmt> stmt = prepare(db, "PRAGMA journal_mode = WAL");
+  if (!stmt) return std::move(stmt).error();
   for (;;) {
-    const int rc = sqlite3_step(stmt.get());
+    const int rc = sqlite3_step(stmt->get());
     if (rc == SQLITE_ROW) {
-      const auto* mode = reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 0));
+      const auto* mode = reinterpret_cast<const char*>(sqlite3_column_text(stmt->get(), 0));
       const std::string got = mode ? mode : "";
-      if (got == "wal" || (in_memory && got == "memory")) return;
-      throw std::runtime_error("journal_mode is " + got + ", not wal");
+      if (got == "wal" || (in_memory && got == "memory")) return ok();
+      return Error{"journal_mode is " + got + ", not wal"};
     }
     const int primary = rc & 0xff;
     if ((primary != SQLITE_BUSY && primary != SQLITE_LOCKED) ||
         std::chrono::steady_clock::now() >= deadline) {
-      throw SqliteError(rc, sqlite_message(db, rc));
+      return Error{sqlite_message(db, rc)};
     }
-    sqlite3_reset(stmt.get());
+    sqlite3_reset(stmt->get());
     std::this_thread::sleep_for(std::chrono::milliseconds{5});
   }
 }
@@ -236,46 +262,36 @@ std::string sqlite_message(sqlite3* db, int rc) {
 }
 
 void sqlite_exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
-  if (rc == SQLITE_OK) return;
-  std::string message = "sqlite: ";
-  message += sqlite3_errstr(rc);
-  if (err != nullptr) {
-    message += ": ";
-    message += err;
-    sqlite3_free(err);
+  if (Result<> r = run_sql(db, sql); !r) {
+    throw SqliteError(sqlite3_extended_errcode(db), r.error().message);
   }
-  throw SqliteError(sqlite3_extended_errcode(db), message);
 }
 
 SqliteStmt sqlite_prepare(sqlite3* db, std::string_view sql) {
-  sqlite3_stmt* raw = nullptr;
-  const int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
-  SqliteStmt stmt(raw);
-  if (rc != SQLITE_OK) throw SqliteError(rc, sqlite_message(db, rc));
-  return stmt;
+  Result<SqliteStmt> stmt = prepare(db, sql);
+  if (!stmt) throw SqliteError(sqlite3_extended_errcode(db), stmt.error().message);
+  return std::move(stmt).value();
 }
 
 SqliteDb open_sqlite_store(const std::string& path, std::chrono::milliseconds busy_timeout) {
   if (!is_memory_path(path)) {
-    try {
-      make_parent_dirs(path);
-      create_private_file(path);
-    } catch (const std::exception& e) {
-      throw std::runtime_error("cannot create SQLite database " + path + ": " + e.what());
+    Result<> created = make_parent_dirs(path);
+    if (created) created = create_private_file(path);
+    if (!created) {
+      throw std::runtime_error("cannot create SQLite database " + path + ": " +
+                               created.error().message);
     }
   }
-  SqliteDb db = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, busy_timeout);
-  try {
-    // WAL: readers never block the writer; synchronous=NORMAL: durable across process crashes,
-    // and a power loss can lose only the last commits, never corrupt the file.
-    set_wal_mode(db.get(), is_memory_path(path), busy_timeout);
-    sqlite_exec(db.get(), "PRAGMA synchronous = NORMAL");
-  } catch (const std::exception& e) {
-    throw std::runtime_error("cannot open SQLite database " + path + ": " + e.what());
+  Result<SqliteDb> db = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, busy_timeout);
+  if (!db) throw std::runtime_error(db.error().message);
+  // WAL: readers never block the writer; synchronous=NORMAL: durable across process crashes,
+  // and a power loss can lose only the last commits, never corrupt the file.
+  Result<> set = set_wal_mode(db->get(), is_memory_path(path), busy_timeout);
+  if (set) set = run_sql(db->get(), "PRAGMA synchronous = NORMAL");
+  if (!set) {
+    throw std::runtime_error("cannot open SQLite database " + path + ": " + set.error().message);
   }
-  return db;
+  return std::move(db).value();
 }
 
 SqliteDb open_existing_sqlite(const std::string& path, std::chrono::milliseconds busy_timeout) {
@@ -283,7 +299,9 @@ SqliteDb open_existing_sqlite(const std::string& path, std::chrono::milliseconds
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return nullptr;
   }
-  return open_db(path, SQLITE_OPEN_READWRITE, busy_timeout);
+  Result<SqliteDb> db = open_db(path, SQLITE_OPEN_READWRITE, busy_timeout);
+  if (!db) throw std::runtime_error(db.error().message);
+  return std::move(db).value();
 }
 
 std::unique_ptr<Sink> make_sqlite_sink(std::string path, std::chrono::milliseconds busy_timeout) {

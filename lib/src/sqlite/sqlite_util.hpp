@@ -3,6 +3,8 @@
 
 #include "trackevent/sink.hpp"
 
+#include "base/result.hpp"
+
 #include <sqlite3.h>
 
 #include <chrono>
@@ -23,7 +25,8 @@ struct SqliteFinalizer {
 };
 using SqliteStmt = std::unique_ptr<sqlite3_stmt, SqliteFinalizer>;
 
-/// An SQLite call failed; `code` is the extended result code, what() is sqlite_message().
+/// An SQLite call failed while a store was being opened or migrated (setup: the helpers below that
+/// say so throw it); `code` is the extended result code, what() is sqlite_message().
 struct SqliteError : std::runtime_error {
   SqliteError(int code_, const std::string& what) : std::runtime_error(what), code(code_) {}
   int code = SQLITE_ERROR;
@@ -35,16 +38,18 @@ inline constexpr std::chrono::milliseconds kSqliteBusyTimeout{5000};
 
 /// "sqlite: <errstr of rc>: <errmsg of db>" (the second part omitted when it says the same).
 [[nodiscard]] std::string sqlite_message(sqlite3* db, int rc);
-/// Runs SQL (possibly several statements) that returns no rows; throws SqliteError.
+/// Runs SQL (possibly several statements) that returns no rows; throws SqliteError. For setup
+/// code (the migrations).
 void sqlite_exec(sqlite3* db, const char* sql);
-/// Prepares one statement; throws SqliteError.
+/// Prepares one statement; throws SqliteError. For setup code (the migrations, constructors).
 [[nodiscard]] SqliteStmt sqlite_prepare(sqlite3* db, std::string_view sql);
 
 /// Switches `db` to WAL (`in_memory`: "memory" is accepted too). Converting a fresh file needs an
 /// exclusive lock, and SQLite reports BUSY at once instead of calling the busy handler when
-/// another opener holds a lock, so this retries for up to `busy_timeout`. Throws SqliteError
-/// (or std::runtime_error when SQLite keeps another journal mode).
-void set_wal_mode(sqlite3* db, bool in_memory, std::chrono::milliseconds busy_timeout);
+/// another opener holds a lock, so this retries for up to `busy_timeout`. Fails with
+/// sqlite_message(), or "journal_mode is X, not wal" when SQLite keeps another journal mode.
+[[nodiscard]] Result<> set_wal_mode(sqlite3* db, bool in_memory,
+                                    std::chrono::milliseconds busy_timeout);
 
 /// Opens (creating it if needed) the store at `path`: missing parent directories are made with
 /// mode 0700 and a new file with mode 0600; then busy timeout, WAL and synchronous=NORMAL.

@@ -266,7 +266,9 @@ DrainTotals drain_until_empty(const std::string& url, const fs::path& spool_dir)
 long long spool_rows(const fs::path& dir) {
   if (!fs::exists(dir / "spool.db")) return 0;
   try {
-    return trackevent::detail::Spool::open(dir)->count();
+    const auto n = trackevent::detail::Spool::open(dir)->count();
+    if (!n) ADD_FAILURE() << "cannot count the spool: " << n.error().message;
+    return n ? *n : -1;
   } catch (const std::exception& e) {
     ADD_FAILURE() << "cannot open the spool: " << e.what();
     return -1;

@@ -88,7 +88,10 @@ class TrackerTest : public ::testing::Test {
     return o;
   }
 
-  std::int64_t spool_count() { return detail::Spool::open(dir_)->count(); }
+  std::int64_t spool_count() {
+    const auto n = detail::Spool::open(dir_)->count();
+    return n ? *n : -1;
+  }
 
   /// A connection of a ParallelSink that writes to the test's FakeSink (which is thread-safe).
   class Forward final : public Sink {
@@ -459,7 +462,9 @@ TEST_F(TrackerTest, MovedMetadataIsSerialisedBeforeAnOverflowSpoolsOrDropsIt) {
   EXPECT_EQ(tracker.stats().rejected, 1u);
   auto spool = detail::Spool::open(dir_);
   std::vector<std::string> spooled;
-  for (const auto& claimed : spool->claim(10, std::chrono::seconds(60))) {
+  const auto claim = spool->claim(10, std::chrono::seconds(60));
+  ASSERT_TRUE(claim) << claim.error().message;
+  for (const auto& claimed : *claim) {
     spooled.push_back(claimed.event.metadata);
   }
   EXPECT_EQ(spooled, (std::vector<std::string>{R"({"n":3})", R"({"n":4})", R"({"n":5})"}));
@@ -589,7 +594,10 @@ TEST_F(TrackerTest, DurableNoticesItsEventsDeliveredByAnotherProcess) {
   {
     auto other = detail::Spool::open(dir_);
     std::vector<detail::SpooledEvent> claimed;
-    ASSERT_TRUE(eventually([&] { return !(claimed = other->claim(100, 60s)).empty(); }));
+    ASSERT_TRUE(eventually([&] {
+      if (auto claim = other->claim(100, 60s)) claimed = std::move(claim).value();
+      return !claimed.empty();
+    }));
     ASSERT_EQ(claimed.size(), 5u);
     std::vector<std::int64_t> ids;
     for (const auto& c : claimed) ids.push_back(c.spool_id);

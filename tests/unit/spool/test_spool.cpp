@@ -39,7 +39,9 @@ using trackevent::Event;
 using trackevent::Uuid;
 using trackevent::detail::DeadLetters;
 using trackevent::detail::LeaseRenewer;
+using trackevent::detail::Result;
 using trackevent::detail::Spool;
+using trackevent::detail::SpooledEvent;
 using trackevent::detail::SpoolError;
 using trackevent::detail::SpoolOptions;
 
@@ -139,12 +141,25 @@ unsigned mode_of(const fs::path& p) {
   return st.st_mode & 07777;
 }
 
-bool append_one(Spool& s, const Event& e) {
-  std::string err;
-  return s.append(std::span<const Event>(&e, 1), err);
+bool append_one(Spool& s, const Event& e) { return s.append(std::span<const Event>(&e, 1)).ok(); }
+
+/// The value of `r`; when it holds an error, a failure of the test and T{}.
+template <class T>
+T value_of(Result<T> r) {
+  if (!r) {
+    ADD_FAILURE() << r.error().message;
+    return T{};
+  }
+  return std::move(r).value();
 }
 
-std::vector<std::int64_t> ids_of(const std::vector<trackevent::detail::SpooledEvent>& rows) {
+/// Why `r` failed; empty when it did not.
+template <class T>
+std::string why_of(const Result<T>& r) {
+  return r ? std::string() : r.error().message;
+}
+
+std::vector<std::int64_t> ids_of(const std::vector<SpooledEvent>& rows) {
   std::vector<std::int64_t> ids;
   for (const auto& r : rows) ids.push_back(r.spool_id);
   return ids;
@@ -221,7 +236,7 @@ TEST(HandOff, CommitsAndSaysWhetherAnExclusiveDrainIsRunning) {
     EXPECT_TRUE(second.error.empty()) << second.error;
     EXPECT_TRUE(second.drain_running);
   }
-  EXPECT_EQ(Spool::open(tmp.path())->count(), 4);
+  EXPECT_EQ(value_of(Spool::open(tmp.path())->count()), 4);
 }
 
 TEST(HandOff, ExclusiveDrainStandsAsideWhileAnotherRunsThenDeliversAll) {
@@ -242,7 +257,7 @@ TEST(HandOff, ExclusiveDrainStandsAsideWhileAnotherRunsThenDeliversAll) {
     EXPECT_EQ(busy.outcome, trackevent::DrainResult::Outcome::busy);
     EXPECT_EQ(busy.stored, 0U);
   }
-  EXPECT_EQ(Spool::open(spool_dir)->count(), 50);
+  EXPECT_EQ(value_of(Spool::open(spool_dir)->count()), 50);
   const trackevent::DrainResult done = trackevent::drain_spool(target, options);
   EXPECT_EQ(done.outcome, trackevent::DrainResult::Outcome::empty) << done.error;
   EXPECT_EQ(done.stored, 50U);
@@ -271,12 +286,13 @@ TEST(Spool, RoundTripsEveryField) {
   b.event_id.bytes.fill(0xff);
   in.push_back(b);
 
-  std::string err;
-  ASSERT_TRUE(spool->append(in, err)) << err;
-  EXPECT_EQ(spool->count(), 2);
-  const auto out = spool->claim(10, std::chrono::seconds(60));
+  const auto appended = spool->append(in);
+  ASSERT_TRUE(appended) << why_of(appended);
+  EXPECT_EQ(value_of(spool->count()), 2);
+  const auto out = value_of(spool->claim(10, std::chrono::seconds(60)));
   ASSERT_EQ(out.size(), 2U);
   EXPECT_LT(out[0].spool_id, out[1].spool_id);
+  EXPECT_EQ(*appended, std::make_pair(out[0].spool_id, out[1].spool_id)) << "the ids it gave";
   for (std::size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(out[i].event.event_id, in[i].event_id);
     EXPECT_EQ(out[i].event.org_id, in[i].org_id);
@@ -293,29 +309,29 @@ TEST(Spool, ClaimRemoveRelease) {
   auto spool = Spool::open(tmp.path());
   for (int i = 1; i <= 5; ++i) ASSERT_TRUE(append_one(*spool, make_event(1, i)));
 
-  const auto first = spool->claim(2, std::chrono::seconds(60));  // oldest first
+  const auto first = value_of(spool->claim(2, std::chrono::seconds(60)));  // oldest first
   ASSERT_EQ(first.size(), 2U);
   EXPECT_EQ(first[0].event.user_id, 1);
   EXPECT_EQ(first[1].event.user_id, 2);
-  const auto rest = spool->claim(10, std::chrono::seconds(60));
+  const auto rest = value_of(spool->claim(10, std::chrono::seconds(60)));
   ASSERT_EQ(rest.size(), 3U);
   EXPECT_EQ(rest[0].event.user_id, 3);
-  EXPECT_TRUE(spool->claim(10, std::chrono::seconds(60)).empty()) << "all rows are leased";
-  EXPECT_TRUE(spool->claim(0, std::chrono::seconds(60)).empty());
-  EXPECT_EQ(spool->count(), 5) << "claimed rows still count";
+  EXPECT_TRUE(value_of(spool->claim(10, std::chrono::seconds(60))).empty())
+      << "all rows are leased";
+  EXPECT_TRUE(value_of(spool->claim(0, std::chrono::seconds(60))).empty());
+  EXPECT_EQ(value_of(spool->count()), 5) << "claimed rows still count";
 
   ASSERT_TRUE(spool->release(ids_of(first)));
-  const auto again = spool->claim(10, std::chrono::seconds(60));
+  const auto again = value_of(spool->claim(10, std::chrono::seconds(60)));
   ASSERT_EQ(again.size(), 2U);
   EXPECT_EQ(ids_of(again), ids_of(first));
 
   ASSERT_TRUE(spool->remove(ids_of(again)));
   ASSERT_TRUE(spool->remove(ids_of(rest)));
-  EXPECT_EQ(spool->count(), 0);
+  EXPECT_EQ(value_of(spool->count()), 0);
   EXPECT_TRUE(spool->remove({}));
   EXPECT_TRUE(spool->release({}));
-  std::string err;
-  EXPECT_TRUE(spool->append({}, err));
+  EXPECT_TRUE(spool->append({}));
 }
 
 TEST(Spool, LeaseHidesRowsFromAnotherSpoolUntilItExpires) {
@@ -324,13 +340,13 @@ TEST(Spool, LeaseHidesRowsFromAnotherSpoolUntilItExpires) {
   auto b = Spool::open(tmp.path());
   for (int i = 1; i <= 3; ++i) ASSERT_TRUE(append_one(*a, make_event(1, i)));
   const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(a->claim(10, std::chrono::seconds(1)).size(), 3U);
-  EXPECT_TRUE(b->claim(10, std::chrono::seconds(60)).empty());
-  EXPECT_EQ(b->count(), 3);
+  ASSERT_EQ(value_of(a->claim(10, std::chrono::seconds(1))).size(), 3U);
+  EXPECT_TRUE(value_of(b->claim(10, std::chrono::seconds(60))).empty());
+  EXPECT_EQ(value_of(b->count()), 3);
   std::this_thread::sleep_until(t0 + std::chrono::milliseconds(1100));
-  const auto taken = b->claim(10, std::chrono::seconds(60));
+  const auto taken = value_of(b->claim(10, std::chrono::seconds(60)));
   ASSERT_EQ(taken.size(), 3U) << "an expired lease makes rows claimable again";
-  EXPECT_TRUE(a->claim(10, std::chrono::seconds(60)).empty());
+  EXPECT_TRUE(value_of(a->claim(10, std::chrono::seconds(60))).empty());
 }
 
 TEST(Spool, ExtendKeepsRowsFromAnotherSpoolPastTheFirstLease) {
@@ -339,15 +355,16 @@ TEST(Spool, ExtendKeepsRowsFromAnotherSpoolPastTheFirstLease) {
   auto b = Spool::open(tmp.path());  // another process's view, as for claims
   for (int i = 1; i <= 3; ++i) ASSERT_TRUE(append_one(*a, make_event(1, i)));
   const auto t0 = std::chrono::steady_clock::now();
-  const auto claimed = a->claim(10, std::chrono::seconds(1));
+  const auto claimed = value_of(a->claim(10, std::chrono::seconds(1)));
   ASSERT_EQ(claimed.size(), 3U);
   std::this_thread::sleep_until(t0 + std::chrono::milliseconds(500));
   ASSERT_TRUE(a->extend(ids_of(claimed), std::chrono::seconds(2)));  // until t0 + 2.5 s
   std::this_thread::sleep_until(t0 + std::chrono::milliseconds(1300));
-  EXPECT_TRUE(b->claim(10, std::chrono::seconds(60)).empty())
+  EXPECT_TRUE(value_of(b->claim(10, std::chrono::seconds(60))).empty())
       << "the first lease has run out, but it was renewed";
   std::this_thread::sleep_until(t0 + std::chrono::milliseconds(3200));
-  EXPECT_EQ(b->claim(10, std::chrono::seconds(60)).size(), 3U) << "the renewed lease ran out";
+  EXPECT_EQ(value_of(b->claim(10, std::chrono::seconds(60))).size(), 3U)
+      << "the renewed lease ran out";
   EXPECT_TRUE(a->extend({}, std::chrono::seconds(2)));
 }
 
@@ -355,7 +372,7 @@ TEST(Spool, ExtendLeavesRowsItNoLongerHoldsAlone) {
   TempDir tmp;
   auto spool = Spool::open(tmp.path());
   for (int i = 1; i <= 4; ++i) ASSERT_TRUE(append_one(*spool, make_event(1, i)));
-  const auto first = spool->claim(2, std::chrono::seconds(60));
+  const auto first = value_of(spool->claim(2, std::chrono::seconds(60)));
   ASSERT_EQ(first.size(), 2U);
   const std::int64_t released = first[0].spool_id;
   const std::int64_t removed = first[1].spool_id;
@@ -363,7 +380,7 @@ TEST(Spool, ExtendLeavesRowsItNoLongerHoldsAlone) {
   ASSERT_TRUE(spool->remove(std::span<const std::int64_t>(&removed, 1)));
   // A row given back is no longer ours: renewing does not claim it again.
   ASSERT_TRUE(spool->extend(std::span<const std::int64_t>(&released, 1), std::chrono::seconds(60)));
-  const auto again = spool->claim(1, std::chrono::seconds(60));
+  const auto again = value_of(spool->claim(1, std::chrono::seconds(60)));
   ASSERT_EQ(again.size(), 1U);
   EXPECT_EQ(again[0].spool_id, released);
   ASSERT_TRUE(spool->remove(ids_of(again)));
@@ -371,18 +388,19 @@ TEST(Spool, ExtendLeavesRowsItNoLongerHoldsAlone) {
   // Another process claims the other two for 2 s; our renewal must not lengthen its lease.
   const pid_t child = spawn([&] {
     auto theirs = Spool::open(tmp.path());
-    return theirs->claim(10, std::chrono::seconds(2)).size() == 2 ? 0 : 1;
+    return value_of(theirs->claim(10, std::chrono::seconds(2))).size() == 2 ? 0 : 1;
   });
   ASSERT_EQ(wait_child(child), 0);
   const auto claimed_by_then = std::chrono::steady_clock::now();
   std::vector<std::int64_t> all{released, removed};
   for (std::int64_t id = removed + 1; id <= removed + 2; ++id) all.push_back(id);
   EXPECT_TRUE(spool->extend(all, std::chrono::seconds(60)));
-  EXPECT_TRUE(spool->claim(10, std::chrono::seconds(60)).empty()) << "the other process's lease";
+  EXPECT_TRUE(value_of(spool->claim(10, std::chrono::seconds(60))).empty())
+      << "the other process's lease";
   std::this_thread::sleep_until(claimed_by_then + std::chrono::milliseconds(2300));
-  EXPECT_EQ(spool->claim(10, std::chrono::seconds(60)).size(), 2U)
+  EXPECT_EQ(value_of(spool->claim(10, std::chrono::seconds(60))).size(), 2U)
       << "their lease ran out when theirs did, not when a renewal of ours would";
-  EXPECT_EQ(spool->count(), 2);
+  EXPECT_EQ(value_of(spool->count()), 2);
 }
 
 /// claimed_until (ms since 1970) of the spool row `id`, read past the Spool API.
@@ -408,7 +426,7 @@ TEST(LeaseRenewer, RenewsOnceHalfTheLeaseHasPassed) {
   for (int i = 1; i <= 2; ++i) ASSERT_TRUE(append_one(*spool, make_event(1, i)));
   trackevent::test::FakeClock clock;
   LeaseRenewer renewer(*spool, std::chrono::seconds(10), [&clock] { return clock.now(); });
-  const auto rows = spool->claim(10, std::chrono::seconds(10));
+  const auto rows = value_of(spool->claim(10, std::chrono::seconds(10)));
   ASSERT_EQ(rows.size(), 2U);
   renewer.claimed();
   const long long first = claimed_until(tmp.path(), rows[0].spool_id);
@@ -427,6 +445,25 @@ TEST(LeaseRenewer, RenewsOnceHalfTheLeaseHasPassed) {
   EXPECT_TRUE(renewer.due());
   renewer.claimed();  // a new claim starts it again too
   EXPECT_FALSE(renewer.due());
+}
+
+TEST(LeaseRenewer, AFailedRenewalStaysDue) {
+  trackevent::test::FakeClock clock;
+  int calls = 0;
+  LeaseRenewer renewer(
+      [&calls](std::span<const std::int64_t>, std::chrono::seconds) -> Result<> {
+        ++calls;
+        return trackevent::detail::Error{"disk I/O error"};
+      },
+      std::chrono::seconds(10), [&clock] { return clock.now(); });
+  clock.advance(std::chrono::seconds(5));
+  ASSERT_TRUE(renewer.due());
+  const std::int64_t id = 1;
+  const auto renewed = renewer.renew(std::span<const std::int64_t>(&id, 1));
+  EXPECT_FALSE(renewed);
+  EXPECT_EQ(why_of(renewed), "disk I/O error");
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(renewer.due()) << "tried again at the next chance";
 }
 
 TEST(Spool, ThreadsShareOneSpool) {
@@ -448,7 +485,7 @@ TEST(Spool, ThreadsShareOneSpool) {
     threads.emplace_back([&] {
       for (;;) {
         const bool done = writers_left.load() == 0;
-        const auto rows = spool->claim(37, std::chrono::seconds(60));
+        const auto rows = value_of(spool->claim(37, std::chrono::seconds(60)));
         if (rows.empty()) {
           if (done) return;
           std::this_thread::yield();
@@ -463,7 +500,7 @@ TEST(Spool, ThreadsShareOneSpool) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(removed.size(), static_cast<std::size_t>(kWriters * kPerWriter));
   EXPECT_EQ(std::set(removed.begin(), removed.end()).size(), removed.size()) << "claimed twice";
-  EXPECT_EQ(spool->count(), 0);
+  EXPECT_EQ(value_of(spool->count()), 0);
 }
 
 // Four processes append while two claim and remove; every event ends up removed exactly once or
@@ -485,9 +522,8 @@ TEST(Spool, ProcessesShareOneSpool) {
         const int n = std::min(kPerAppender - i, 1 + i % 4);
         std::vector<Event> batch;
         for (int k = 0; k < n; ++k) batch.push_back(make_event(a + 1, i + k));
-        std::string err;
-        if (!spool->append(batch, err)) {
-          std::fprintf(stderr, "append failed: %s\n", err.c_str());
+        if (const auto appended = spool->append(batch); !appended) {
+          std::fprintf(stderr, "append failed: %s\n", appended.error().message.c_str());
           return 2;
         }
         i += n;
@@ -504,7 +540,7 @@ TEST(Spool, ProcessesShareOneSpool) {
       for (;;) {
         // Read the flag before claiming: an empty claim after it means the spool is drained.
         const bool done = fs::exists(done_flag);
-        const auto rows = spool->claim(50, std::chrono::seconds(60));
+        const auto rows = value_of(spool->claim(50, std::chrono::seconds(60)));
         if (rows.empty()) {
           if (done) break;
           ::usleep(500);
@@ -535,7 +571,7 @@ TEST(Spool, ProcessesShareOneSpool) {
     }
   }
   auto spool = Spool::open(dir);
-  for (const auto& r : spool->claim(1'000'000, std::chrono::seconds(60))) {
+  for (const auto& r : value_of(spool->claim(1'000'000, std::chrono::seconds(60)))) {
     ++seen[{r.event.org_id, r.event.user_id.value_or(-1)}];
   }
   int duplicates = 0;
@@ -547,7 +583,7 @@ TEST(Spool, ProcessesShareOneSpool) {
     EXPECT_TRUE(seen.contains({a, kPerAppender - 1}));
   }
   EXPECT_GT(removed, 0U);
-  EXPECT_EQ(spool->count(), static_cast<std::int64_t>(seen.size() - removed));
+  EXPECT_EQ(value_of(spool->count()), static_cast<std::int64_t>(seen.size() - removed));
 }
 
 TEST(Spool, ForkChildReopensItsOwnConnection) {
@@ -557,17 +593,17 @@ TEST(Spool, ForkChildReopensItsOwnConnection) {
   const pid_t child = spawn([&] {
     // Same object, new process: the spool must reconnect instead of sharing the parent's handle.
     if (!append_one(*spool, make_event(1, 2))) return 1;
-    if (spool->count() != 2) return 2;
-    const auto rows = spool->claim(10, std::chrono::seconds(60));
+    if (value_of(spool->count()) != 2) return 2;
+    const auto rows = value_of(spool->claim(10, std::chrono::seconds(60)));
     if (rows.size() != 2) return 3;
     if (!spool->release(ids_of(rows))) return 4;
     return 0;
   });
   ASSERT_EQ(wait_child(child), 0);
   // The parent's connection is unharmed by the child's.
-  EXPECT_EQ(spool->count(), 2);
+  EXPECT_EQ(value_of(spool->count()), 2);
   EXPECT_TRUE(append_one(*spool, make_event(1, 3)));
-  EXPECT_EQ(spool->claim(10, std::chrono::seconds(60)).size(), 3U);
+  EXPECT_EQ(value_of(spool->claim(10, std::chrono::seconds(60))).size(), 3U);
 }
 
 TEST(Spool, FilesAndDirectoriesArePrivate) {
@@ -616,6 +652,9 @@ TEST(Spool, RefusesWorldWritableDirectory) {
   EXPECT_FALSE(fs::exists(dir / "spool.db"));
   ASSERT_EQ(::chmod(dir.c_str(), 0720), 0);  // group-writable is refused too
   EXPECT_THROW((void)Spool::open(dir), SpoolError);
+  const auto tried = Spool::try_open(dir, SpoolOptions{});  // the same, as a Result
+  EXPECT_FALSE(tried);
+  EXPECT_NE(why_of(tried).find("chmod 700"), std::string::npos) << why_of(tried);
 }
 
 TEST(Spool, SymlinkedDirectoryWorksButSymlinkedFileIsRefused) {
@@ -626,7 +665,7 @@ TEST(Spool, SymlinkedDirectoryWorksButSymlinkedFileIsRefused) {
   {
     auto spool = Spool::open(tmp.path() / "link");  // e.g. a state dir moved to another disk
     EXPECT_TRUE(append_one(*spool, make_event(1, 1)));
-    EXPECT_EQ(spool->count(), 1);
+    EXPECT_EQ(value_of(spool->count()), 1);
   }
   const fs::path other = tmp.path() / "other";
   ASSERT_EQ(::mkdir(other.c_str(), 0700), 0);
@@ -668,7 +707,7 @@ TEST(Spool, FullSyncOptionOpens) {
   TempDir tmp;
   auto spool = Spool::open(tmp.path(), SpoolOptions{.full_sync = true});
   EXPECT_TRUE(append_one(*spool, make_event(1, 1)));
-  EXPECT_EQ(spool->count(), 1);
+  EXPECT_EQ(value_of(spool->count()), 1);
 }
 
 TEST(Spool, DiskFullFailsCleanly) {
@@ -688,7 +727,11 @@ TEST(Spool, DiskFullFailsCleanly) {
     const Event e = make_event(1, i, meta);
     err.clear();
     bool appended = false;
-    EXPECT_NO_THROW(appended = spool->append(std::span<const Event>(&e, 1), err));
+    EXPECT_NO_THROW({
+      const auto r = spool->append(std::span<const Event>(&e, 1));
+      appended = r.ok();
+      err = why_of(r);
+    });
     if (appended) {
       ++ok;
     } else {
@@ -700,10 +743,10 @@ TEST(Spool, DiskFullFailsCleanly) {
   EXPECT_GT(ok, 0);
   EXPECT_TRUE(err.find("full") != std::string::npos || err.find("disk") != std::string::npos)
       << err;
-  EXPECT_EQ(spool->count(), ok);
+  EXPECT_EQ(value_of(spool->count()), ok);
   const Event more = make_event(2, 1, meta);
-  EXPECT_FALSE(spool->append(std::span<const Event>(&more, 1), err));
-  EXPECT_EQ(spool->count(), ok);
+  EXPECT_FALSE(spool->append(std::span<const Event>(&more, 1)));
+  EXPECT_EQ(value_of(spool->count()), ok);
 }
 
 TEST(Spool, DefaultDirectoryFollowsEnvironment) {
@@ -717,14 +760,16 @@ TEST(Spool, DefaultDirectoryFollowsEnvironment) {
   ::setenv("TRACKEVENT_SPOOL_DIR", "/x/spool", 1);
   ::setenv("XDG_STATE_HOME", "/x/state", 1);
   ::setenv("HOME", "/x/home", 1);
-  EXPECT_EQ(trackevent::detail::default_spool_dir(), fs::path("/x/spool"));
+  EXPECT_EQ(value_of(trackevent::detail::default_spool_dir()), fs::path("/x/spool"));
   ::unsetenv("TRACKEVENT_SPOOL_DIR");
-  EXPECT_EQ(trackevent::detail::default_spool_dir(), fs::path("/x/state/trackevent"));
+  EXPECT_EQ(value_of(trackevent::detail::default_spool_dir()), fs::path("/x/state/trackevent"));
   ::setenv("XDG_STATE_HOME", "relative", 1);  // ignored, per the XDG spec
-  EXPECT_EQ(trackevent::detail::default_spool_dir(), fs::path("/x/home/.local/state/trackevent"));
+  EXPECT_EQ(value_of(trackevent::detail::default_spool_dir()),
+            fs::path("/x/home/.local/state/trackevent"));
   ::unsetenv("XDG_STATE_HOME");
   ::unsetenv("HOME");
-  EXPECT_FALSE(trackevent::detail::default_spool_dir().empty());  // from the password database
+  EXPECT_FALSE(
+      value_of(trackevent::detail::default_spool_dir()).empty());  // from the password database
   const auto restore = [](const char* name, const std::optional<std::string>& v) {
     if (v) {
       ::setenv(name, v->c_str(), 1);
@@ -807,8 +852,9 @@ TEST(DeadLetters, UnwritableDirectoryReturnsFalse) {
   ASSERT_EQ(::chmod(dir.c_str(), 0777), 0);
   DeadLetters dl(dir);
   EXPECT_FALSE(dl.append(make_event(1, 1), "x", "22000"));
-  std::string why;
-  EXPECT_FALSE(dl.append(make_event(1, 1), "x", "22000", why));
+  const auto again = dl.append(make_event(1, 1), "x", "22000");
+  EXPECT_FALSE(again);
+  const std::string why = why_of(again);
   EXPECT_NE(why.find("writable by group or others"), std::string::npos) << why;
   EXPECT_FALSE(fs::exists(dl.path()));
 }
@@ -818,14 +864,15 @@ TEST(DeadLetters, AFileThatCannotBeWrittenFailsWithAReasonThenWorksOnceItCan) {
   DeadLetters dl(tmp.path());
   ASSERT_EQ(::mkdir(dl.path().c_str(), 0700), 0);  // a directory where the file should be
   const Event e = make_event(8, 9);
-  std::string why;
-  EXPECT_FALSE(dl.append(e, "refused", "23514", why));
+  const auto refused = dl.append(e, "refused", "23514");
+  EXPECT_FALSE(refused);
+  const std::string why = why_of(refused);
   EXPECT_NE(why.find(dl.path().string()), std::string::npos) << why;
   EXPECT_NE(why.find(std::strerror(EISDIR)), std::string::npos) << why;
 
   ASSERT_EQ(::rmdir(dl.path().c_str()), 0);
-  why.clear();
-  ASSERT_TRUE(dl.append(e, "refused", "23514", why)) << why;
+  const auto written = dl.append(e, "refused", "23514");
+  ASSERT_TRUE(written) << why_of(written);
   std::ifstream in(dl.path());
   std::string line;
   ASSERT_TRUE(std::getline(in, line));
@@ -853,10 +900,10 @@ TEST(DeadLetters, AFailedSyncFailsTheAppend) {
   DeadLetters dl(tmp.path());
   ASSERT_TRUE(dl.append(make_event(1, 1), "refused", "23514"));
   g_fail_dead_letter_sync = true;
-  std::string why;
-  const bool appended = dl.append(make_event(1, 2), "refused", "23514", why);
+  const auto appended = dl.append(make_event(1, 2), "refused", "23514");
   g_fail_dead_letter_sync = false;
   EXPECT_FALSE(appended) << "written but not durable is not written";
+  const std::string why = why_of(appended);
   EXPECT_NE(why.find(dl.path().string()), std::string::npos) << why;
   EXPECT_NE(why.find(std::strerror(EIO)), std::string::npos) << why;
 }
