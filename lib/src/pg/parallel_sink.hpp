@@ -45,12 +45,12 @@ inline constexpr std::size_t kMinParallelPart = 500;
 /// on one long-lived worker thread each. Used from one thread at a time, like every Sink.
 ///
 /// Pipelined use (the dispatcher's fast path, through the BatchRunner interface): submit() hands a
-/// whole batch to a free connection and returns at once; next_done() gives back each batch with its result as its write finishes.
-/// No connection waits for another, and the caller forms the next batch while they write. While
-/// any submitted batch is outstanding, write() must not be called. Each connection has its own
-/// worker thread for this (connection 0's is idle under write()). Until a write has succeeded,
-/// submit() uses one connection only, so a server that is down gets one connection attempt at a
-/// time, not one per connection.
+/// whole batch to a free connection and returns at once; next_done() gives back each batch with its
+/// result as its write finishes. No connection waits for another, and the caller forms the next
+/// batch while they write. While any submitted batch is outstanding, write() must not be called.
+/// Each connection has its own worker thread for this (connection 0's is idle under write()). Until
+/// a write has succeeded, submit() uses one connection only, so a server that is down gets one
+/// connection attempt at a time, not one per connection.
 ///
 /// A connection that cannot be opened (Failure::at_connect) while another connection's latest
 /// write succeeded is set aside: the server or the role limits connections (SQLSTATE 53300), or

@@ -145,9 +145,7 @@ bool DeliveryPolicy::succeeded() noexcept {
   return was_failing;
 }
 
-bool DeliveryPolicy::held_back() const noexcept {
-  return failing_ && clock_->now() < next_probe_;
-}
+bool DeliveryPolicy::held_back() const noexcept { return failing_ && clock_->now() < next_probe_; }
 
 void DeliveryPolicy::note_write(const WriteResult& result, std::size_t rows) {
   if (result.ok()) {

@@ -31,8 +31,7 @@ void Dispatcher::run() noexcept {
       break;
     } catch (const std::exception& e) {
       courier_.report(log::Level::error, "dispatcher.exception", "dispatcher error",
-                      {{"err", e.what()}},
-                      {"dispatcher error", e.what(), "", mode_->holding()});
+                      {{"err", e.what()}}, {"dispatcher error", e.what(), "", mode_->holding()});
     } catch (...) {
       courier_.report(log::Level::error, "dispatcher.exception", "dispatcher error",
                       {{"err", "unknown exception"}},

@@ -46,8 +46,7 @@ void OwnRows::reconcile(TrackerState& s) {
 DurableMode::DurableMode(Courier& courier)
     : c_(courier),
       s_(courier.state()),
-      batcher_(kGroupMax,
-               std::min<Clock::duration>(s_.options.flush_interval, kGroupInterval)) {}
+      batcher_(kGroupMax, std::min<Clock::duration>(s_.options.flush_interval, kGroupInterval)) {}
 
 bool DurableMode::step() {
   const bool stopping = s_.is_stopping();

@@ -136,7 +136,8 @@ void LiveMode::spool_everything_left() {
   // writes waited for (each bounded by the sink's deadlines; close() takes them over if it stops
   // waiting first, which it does only while we hold nothing else); deliver() spools the failed
   // ones, as the deadline has passed.
-  c_.spool_queue(pending_, [&](std::shared_ptr<FlushMarker> m) { markers_.push_back(std::move(m)); });
+  c_.spool_queue(pending_,
+                 [&](std::shared_ptr<FlushMarker> m) { markers_.push_back(std::move(m)); });
   batcher_.reset();
   settle_lanes();
   complete_markers();

@@ -188,8 +188,8 @@ class Drainer {
   /// Renews the claim's lease while delivering it takes long (bisecting a large batch).
   detail::LeaseRenewer lease_;
   detail::DeliveryPolicy policy_;
-  std::vector<Event> events_;        // the claim being delivered
-  std::vector<std::int64_t> ids_;    // their spool ids, index for index
+  std::vector<Event> events_;      // the claim being delivered
+  std::vector<std::int64_t> ids_;  // their spool ids, index for index
   /// The claim's rows still ours to renew: all but those kept back (removed rows stay listed;
   /// renewing them is a no-op).
   std::vector<std::int64_t> held_;
