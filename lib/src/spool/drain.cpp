@@ -118,6 +118,9 @@ class Drainer {
                     .on_retry = {},
                 },
                 timer.clock()) {}
+  // The policy's hooks point at this object.
+  Drainer(const Drainer&) = delete;
+  Drainer& operator=(const Drainer&) = delete;
 
   /// Delivers one claim. Fails when the database cannot take writes; what was not written is
   /// then given back to other processes, and the error says why.
