@@ -35,14 +35,14 @@ Clock::duration LiveMode::idle_wait(bool stopping) const {
 }
 
 bool LiveMode::step() {
+  if (runner_) reap(false);
+  // A failed write stops the pipeline: retry, split or spool it now, not at the next batch.
+  if (!lane_failed_.empty()) settle_lanes();
   const bool stopping = s_.is_stopping();
   if (stopping && s_.past_deadline()) {
     spool_everything_left();
     return false;
   }
-  if (runner_) reap(false);
-  // A failed write stops the pipeline: retry, split or spool it now, not at the next batch.
-  if (!lane_failed_.empty()) settle_lanes();
 
   std::size_t popped = 0;
   const bool tried_pop = !flush_now_ && batcher_.room() > 0;
@@ -65,7 +65,11 @@ bool LiveMode::step() {
       settle_lanes();
       return false;
     }
-    if (c_.replay_due() && !stopping) c_.replay_spool_once(nullptr, [this] { settle_lanes(); });
+    // Not once shutdown has begun (settling writes above may have taken until then): a claim
+    // cut short by close() would stay leased, out of every other drain's reach, for minutes.
+    if (c_.replay_due() && !s_.is_stopping()) {
+      c_.replay_spool_once(nullptr, [this] { settle_lanes(); });
+    }
   }
   return true;
 }
