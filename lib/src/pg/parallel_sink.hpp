@@ -44,13 +44,13 @@ inline constexpr std::size_t kMinParallelPart = 500;
 /// its own sink's connect and statement deadlines. Part 0 runs on the calling thread, parts 1..N-1
 /// on one long-lived worker thread each. Used from one thread at a time, like every Sink.
 ///
-/// Pipelined use (the dispatcher's fast path, through the BatchRunner interface): submit() hands a
-/// whole batch to a free connection and returns at once; next_done() gives back each batch with its
-/// result as its write finishes. No connection waits for another, and the caller forms the next
-/// batch while they write. While any submitted batch is outstanding, write() must not be called.
-/// Each connection has its own worker thread for this (connection 0's is idle under write()). Until
-/// a write has succeeded, submit() uses one connection only, so a server that is down gets one
-/// connection attempt at a time, not one per connection.
+/// Pipelined use (the dispatcher's fast path): submit() hands a whole batch to a free connection
+/// and returns at once; next_done() gives back each batch with its result as its write finishes.
+/// No connection waits for another, and the caller forms the next batch while they write. While
+/// any submitted batch is outstanding, write() must not be called. Each connection has its own
+/// worker thread for this (connection 0's is idle under write()). Until a write has succeeded,
+/// submit() uses one connection only, so a server that is down gets one connection attempt at a
+/// time, not one per connection.
 ///
 /// A connection that cannot be opened (Failure::at_connect) while another connection's latest
 /// write succeeded is set aside: the server or the role limits connections (SQLSTATE 53300), or
@@ -58,6 +58,9 @@ inline constexpr std::size_t kMinParallelPart = 500;
 /// a failure of the batch; the connection is tried again after kSetAsideFirst, doubling up to
 /// kSetAsideMax while it keeps failing. One warning is logged each time. When no other connection
 /// works, the failure is the batch's, as with one connection.
+///
+/// The pipelined half is the BatchRunner interface (runtime/batch_runner.hpp), so the dispatcher
+/// never needs to know this class.
 class ParallelSink final : public Sink, public BatchRunner {
  public:
   /// `inner` must hold at least one sink. Starts inner.size() - 1 threads; throws std::system_error
