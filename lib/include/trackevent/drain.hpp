@@ -9,10 +9,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 
 namespace trackevent {
+
+class Clock;
 
 struct DrainOptions {
   /// The whole drain stops after this long; what is left stays in the spool for the next run.
@@ -32,6 +35,12 @@ struct DrainOptions {
   /// Polled between batches (never during a write); true ends the drain early: what it claimed
   /// and did not write is released to others, and the result says `interrupted`. Empty: never.
   std::function<bool()> should_stop;
+  /// For tests: the clock the drain's deadline, retry backoff and lease renewals are measured on.
+  /// Null: the steady clock.
+  std::shared_ptr<Clock> clock;
+  /// For tests: how the drain waits (a retry pause, rows another process holds), never past its
+  /// timeout. A test with a fake clock advances it here. Empty: the thread sleeps.
+  std::function<void(std::chrono::steady_clock::duration)> sleep;
 };
 
 struct DrainResult {

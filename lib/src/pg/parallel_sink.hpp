@@ -4,6 +4,8 @@
 
 #include "trackevent/sink.hpp"
 
+#include "runtime/batch_runner.hpp"
+
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -56,7 +58,10 @@ inline constexpr std::size_t kMinParallelPart = 500;
 /// a failure of the batch; the connection is tried again after kSetAsideFirst, doubling up to
 /// kSetAsideMax while it keeps failing. One warning is logged each time. When no other connection
 /// works, the failure is the batch's, as with one connection.
-class ParallelSink final : public Sink {
+///
+/// The pipelined half is the BatchRunner interface (runtime/batch_runner.hpp), so the dispatcher
+/// never needs to know this class.
+class ParallelSink final : public Sink, public BatchRunner {
  public:
   /// `inner` must hold at least one sink. Starts inner.size() - 1 threads; throws std::system_error
   /// if a thread cannot be started.
@@ -74,25 +79,21 @@ class ParallelSink final : public Sink {
   /// The sizes of those parts, in order, as the next write would cut them.
   [[nodiscard]] std::vector<std::size_t> part_sizes(std::size_t rows, std::size_t parts) const;
 
-  using Batch = std::shared_ptr<const std::vector<Event>>;
-  struct Done {
-    Batch batch;
-    WriteResult result;
-  };
   /// How many connections this sink writes over.
   [[nodiscard]] std::size_t connections() const noexcept { return inner_.size(); }
   /// Submitted batches whose result next_done() has not handed back yet.
-  [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_; }
+  [[nodiscard]] std::size_t outstanding() const noexcept override { return outstanding_; }
   /// True when submit() would find a connection with nothing to write.
-  [[nodiscard]] bool has_free_lane() const noexcept;
+  [[nodiscard]] bool has_free_lane() const noexcept override;
   /// Connections set aside now (see above).
   [[nodiscard]] std::size_t set_aside_connections() const noexcept;
   /// Starts writing `batch` (whole, one transaction) on a free connection and returns. Requires
   /// has_free_lane(). The sink keeps `batch` alive until next_done() hands it back.
-  void submit(Batch batch) noexcept;
+  void submit(Batch batch) noexcept override;
   /// A submitted batch whose write has finished, with its result; waits up to `timeout` for one.
   /// Empty when none finished in time (or none is outstanding).
-  [[nodiscard]] std::optional<Done> next_done(std::chrono::steady_clock::duration timeout) noexcept;
+  [[nodiscard]] std::optional<Done> next_done(
+      std::chrono::steady_clock::duration timeout) noexcept override;
 
  private:
   using Clock = std::chrono::steady_clock;

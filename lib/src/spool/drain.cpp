@@ -1,11 +1,15 @@
-// drain_spool(): `trackevent flush`. A loop of claim -> write -> remove, with the same per-batch
-// contract the dispatcher relies on (a batch is all-or-nothing), so replays stay idempotent.
+// drain_spool(): `trackevent flush`. A loop of claim -> deliver -> remove, delivering each claim
+// under the dispatcher's DeliveryPolicy (runtime/delivery.hpp), so replays stay idempotent and a
+// failure means the same thing here as in a Tracker.
 
 #include "trackevent/drain.hpp"
 
+#include "trackevent/clock.hpp"
 #include "trackevent/log.hpp"
 
+#include "base/result.hpp"
 #include "pg/connection.hpp"
+#include "runtime/delivery.hpp"
 #include "spool/spool.hpp"
 
 #include <fcntl.h>
@@ -14,23 +18,46 @@
 
 #include <algorithm>
 #include <exception>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace trackevent {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
 
 // A claim must outlive the write it covers; if we die, other processes reclaim after this.
 constexpr std::chrono::seconds kLease{120};
-// Transient failures are retried this often before the database counts as unreachable.
-constexpr int kAttempts = 3;
-constexpr std::chrono::milliseconds kBackoff{250};
 // Another process holds leases on what is left: look again after this.
 constexpr std::chrono::milliseconds kLeasePoll{200};
+
+/// The drain's clock and how it waits (DrainOptions::clock, DrainOptions::sleep).
+class Timer {
+ public:
+  explicit Timer(const DrainOptions& options)
+      : clock_(options.clock ? options.clock : std::make_shared<SteadyClock>()),
+        sleep_(options.sleep) {}
+  [[nodiscard]] TimePoint now() const noexcept { return clock_->now(); }
+  [[nodiscard]] const std::shared_ptr<const Clock>& clock() const noexcept { return clock_; }
+  /// Waits `d`, but never past `deadline`.
+  void wait(Clock::duration d, TimePoint deadline) const {
+    d = std::min(d, deadline - now());
+    if (d <= Clock::duration::zero()) return;
+    if (sleep_) {
+      sleep_(d);
+    } else {
+      std::this_thread::sleep_for(d);
+    }
+  }
+
+ private:
+  std::shared_ptr<const Clock> clock_;
+  std::function<void(Clock::duration)> sleep_;
+};
 
 /// The spool directory's lock file for exclusive drains (flock: released if the holder dies).
 class DrainLock {
@@ -68,106 +95,114 @@ detail::SpoolOptions wal_keeping_options(bool full_sync = false) {
   return options;
 }
 
-struct Drainer {
-  Sink& sink;
-  detail::Spool& spool;
-  detail::DeadLetters& dead;
-  DrainResult& result;
-  Clock::time_point deadline;
-  /// Renews the claim's lease while delivering it takes long (bisecting a large batch).
-  detail::LeaseRenewer lease{spool, kLease};
-  /// The claim's rows still ours to renew or give back: all but those kept back (removed rows
-  /// stay listed; renewing or releasing them is a no-op).
-  std::vector<std::int64_t> held{};
+/// Delivers claims under the DeliveryPolicy: each row is removed from the spool as soon as it is
+/// stored or dead-lettered, the claim's lease is renewed while bisection takes long, and retry
+/// pauses end at the drain's deadline.
+class Drainer {
+ public:
+  Drainer(Sink& sink, detail::Spool& spool, detail::DeadLetters& dead, DrainResult& result,
+          const Timer& timer, TimePoint deadline, std::size_t batch_size)
+      : spool_(spool),
+        dead_(dead),
+        result_(result),
+        lease_(spool, kLease, [&timer] { return timer.now(); }),
+        policy_(detail::DeliveryPolicy::Rules{.max_rows = batch_size},
+                detail::DeliveryPolicy::Hooks{
+                    .write = [&sink](std::span<const Event> rows) { return sink.write(rows); },
+                    .dead_letter = [this](const Event& row,
+                                          const Failure& why) { return dead_letter(row, why); },
+                    .wait = [&timer, deadline](Clock::duration d) { timer.wait(d, deadline); },
+                    .stop = [&timer, deadline] { return timer.now() >= deadline; },
+                    .before_write = [this] { keep_lease(); },
+                    .settled = [this](std::span<const Event> rows) { remove(rows); },
+                    .on_retry = {},
+                },
+                timer.clock()) {}
+  // The policy's hooks point at this object.
+  Drainer(const Drainer&) = delete;
+  Drainer& operator=(const Drainer&) = delete;
 
-  // Delivers one claim (see bisect), renewing its lease while that takes long.
-  // Returns false when the database cannot take writes (the failure is in `result`).
-  bool deliver(std::span<const detail::SpooledEvent> claimed) {
-    lease.claimed();
-    held.clear();
-    for (const auto& s : claimed) held.push_back(s.spool_id);
-    return bisect(claimed);
+  /// Delivers one claim. Fails when the database cannot take writes; what was not written is
+  /// then given back to other processes, and the error says why.
+  detail::Result<> deliver(std::vector<detail::SpooledEvent>& claimed) {
+    lease_.claimed();
+    events_.clear();
+    ids_.clear();
+    for (auto& s : claimed) {
+      events_.push_back(std::move(s.event));
+      ids_.push_back(s.spool_id);
+    }
+    held_ = ids_;
+    const detail::DeliveryOutcome out = policy_.deliver(events_);
+    result_.stored += out.stored;
+    result_.duplicates += out.duplicates;
+    result_.dead_lettered += out.dead_lettered;
+    if (out.unsent.empty()) return detail::ok();
+    // Give back what was not written, but not the rows kept back: their lease is their backoff.
+    std::vector<std::int64_t> back;
+    for (const auto part : out.unsent) {
+      const auto ids = ids_of(part);
+      back.insert(back.end(), ids.begin(), ids.end());
+    }
+    (void)spool_.release(back);
+    return detail::Error{out.failure->message, out.failure->sqlstate};
   }
 
-  // Writes `batch`; on bad data, halves it until the bad rows stand alone, then dead-letters them.
-  // Returns false when the database cannot take writes (the failure is in `result`).
-  bool bisect(std::span<const detail::SpooledEvent> batch) {
-    std::vector<Event> events;
-    events.reserve(batch.size());
-    for (const auto& s : batch) events.push_back(s.event);
-
-    WriteResult written;
-    for (int attempt = 1;; ++attempt) {
-      keep_lease();
-      written = sink.write(events);
-      if (written.ok() || written.failure->disposition != Disposition::retry) break;
-      if (attempt == kAttempts || Clock::now() + kBackoff >= deadline) break;
-      std::this_thread::sleep_for(kBackoff * attempt);
-    }
-    if (written.ok()) {
-      result.stored += written.stored;
-      result.duplicates += written.duplicates;
-      remove(batch);
-      return true;
-    }
-    const Failure& failure = *written.failure;
-    if (failure.disposition != Disposition::reject) {
-      result.error = failure.message;
-      result.sqlstate = failure.sqlstate;
-      return false;
-    }
-    if (batch.size() == 1) {
-      if (auto lettered = dead.append(batch.front().event, failure.message, failure.sqlstate);
-          !lettered) {
-        keep_back(batch.front(), failure, lettered.error().message);
-        return true;  // on with the other rows
-      }
-      ++result.dead_lettered;
-      remove(batch);
-      return true;
-    }
-    const std::size_t half = batch.size() / 2;
-    return bisect(batch.first(half)) && bisect(batch.subspan(half));
+ private:
+  [[nodiscard]] std::span<const std::int64_t> ids_of(std::span<const Event> rows) const {
+    const auto first = static_cast<std::size_t>(rows.data() - events_.data());
+    return std::span<const std::int64_t>(ids_).subspan(first, rows.size());
   }
 
   // Half the lease has passed since the claim or the last renewal: renew it for the rows still
   // held, so that no other process claims them mid-bisection.
   void keep_lease() {
-    if (!lease.due() || lease.renew(held)) return;
+    if (!lease_.due() || lease_.renew(held_)) return;
     log::write_limited(log::Level::warn, "drain.lease",
                        "cannot renew the lease of claimed spool rows; another process may claim "
                        "them before this drain is done",
-                       {{"spool", spool.path().string()}});
+                       {{"spool", spool_.path().string()}});
   }
 
   // A refused row whose dead letter could not be written durably stays in the spool (the only
   // copy of the event), claimed under this drain's lease: not released, so no drain, this one
   // included, retries it before the lease runs out (a backoff), and this one does not spin on it.
-  void keep_back(const detail::SpooledEvent& row, const Failure& failure, const std::string& why) {
-    ++result.dead_letter_failed;
-    std::erase(held, row.spool_id);
+  bool dead_letter(const Event& row, const Failure& failure) {
+    const auto lettered = dead_.append(row, failure.message, failure.sqlstate);
+    if (lettered) return true;
+    const std::string& why = lettered.error().message;
+    ++result_.dead_letter_failed;
+    std::erase(held_, ids_of(std::span<const Event>(&row, 1)).front());
     log::write_limited(log::Level::critical, "drain.dead_letter_failed",
                        "refused event could not be written to the dead-letter file; it stays in "
                        "the spool",
-                       {{"event_id", row.event.event_id.to_string()},
+                       {{"event_id", row.event_id.to_string()},
                         {"sqlstate", failure.sqlstate},
                         {"reason", failure.message},
                         {"err", why},
-                        {"spool", spool.path().string()}});
+                        {"spool", spool_.path().string()}});
+    return false;
   }
 
-  void remove(std::span<const detail::SpooledEvent> batch) {
-    std::vector<std::int64_t> ids;
-    ids.reserve(batch.size());
-    for (const auto& s : batch) ids.push_back(s.spool_id);
-    (void)spool.remove(ids);
-  }
+  void remove(std::span<const Event> rows) { (void)spool_.remove(ids_of(rows)); }
+
+  detail::Spool& spool_;
+  detail::DeadLetters& dead_;
+  DrainResult& result_;
+  /// Renews the claim's lease while delivering it takes long (bisecting a large batch).
+  detail::LeaseRenewer lease_;
+  detail::DeliveryPolicy policy_;
+  std::vector<Event> events_;      // the claim being delivered
+  std::vector<std::int64_t> ids_;  // their spool ids, index for index
+  /// The claim's rows still ours to renew: all but those kept back (removed rows stay listed;
+  /// renewing them is a no-op).
+  std::vector<std::int64_t> held_;
 };
 
 // `kept_back`: rows earlier rounds of this drain kept back (their dead letter failed), still
 // leased to it.
 DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
-                       const std::filesystem::path& dir, Clock::duration timeout,
+                       const std::filesystem::path& dir, const Timer& timer, TimePoint deadline,
                        std::uint64_t kept_back = 0) {
   DrainResult result;
   try {
@@ -183,8 +218,8 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
 
     auto sink = make_sink(target, options.pg_timeouts);
     detail::DeadLetters dead{dir};
-    Drainer drainer{*sink, *spool, dead, result, Clock::now() + timeout};
     const std::size_t batch_size = std::max<std::size_t>(options.batch_size, 1);
+    Drainer drainer{*sink, *spool, dead, result, timer, deadline, batch_size};
     const auto stop_requested = [&] { return options.should_stop && options.should_stop(); };
 
     for (;;) {
@@ -193,7 +228,7 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
         result.interrupted = true;
         break;
       }
-      if (Clock::now() >= drainer.deadline) {
+      if (timer.now() >= deadline) {
         result.outcome = DrainResult::Outcome::timed_out;
         break;
       }
@@ -209,10 +244,10 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
         }
         // Only rows this drain keeps back are left, leased to it: nothing more to deliver now.
         if (static_cast<std::uint64_t>(left) <= kept_back + result.dead_letter_failed) break;
-        std::this_thread::sleep_for(kLeasePoll);  // leased by another process; wait it out
+        timer.wait(kLeasePoll, deadline);  // leased by another process; wait it out
         continue;
       }
-      const auto claimed = std::move(claim).value();
+      auto claimed = std::move(claim).value();
       if (stop_requested()) {
         // Asked during the claim: give the batch back unwritten, for another drain at once.
         std::vector<std::int64_t> ids;
@@ -221,10 +256,9 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
         result.interrupted = true;
         break;
       }
-      if (!drainer.deliver(claimed)) {
-        // Give back whatever is still ours (removed rows are gone; release ignores them), but
-        // not the rows kept back: their lease is their backoff.
-        (void)spool->release(drainer.held);
+      if (auto delivered = drainer.deliver(claimed); !delivered) {
+        result.error = delivered.error().message;
+        result.sqlstate = delivered.error().sqlstate;
         result.outcome = DrainResult::Outcome::unreachable;
         break;
       }
@@ -237,12 +271,13 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
       result.outcome = DrainResult::Outcome::timed_out;
     }
   } catch (const detail::SpoolError& e) {
+    // Setup: the spool cannot be opened.
     result.outcome = DrainResult::Outcome::spool_error;
     result.error = e.what();
     result.remaining = -1;
   } catch (const std::exception& e) {
-    // make_sink throws for an unusable SQLite path or when libpq cannot be loaded: either way
-    // the store cannot take writes.
+    // Setup: make_sink throws for an unusable SQLite path or when libpq cannot be loaded: either
+    // way the store cannot take writes.
     result.outcome = DrainResult::Outcome::unreachable;
     result.error = e.what();
   }
@@ -269,10 +304,10 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
     r.remaining = -1;
     return r;
   }
-  const Clock::duration timeout = options.timeout;
-  if (!options.exclusive) return drain_once(target, options, dir, timeout);
+  const Timer timer(options);
+  const TimePoint deadline = timer.now() + Clock::duration{options.timeout};
+  if (!options.exclusive) return drain_once(target, options, dir, timer, deadline);
 
-  const auto deadline = Clock::now() + timeout;
   DrainResult total;
   for (bool first = true;; first = false) {
     DrainLock lock(dir);
@@ -282,8 +317,7 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
       return total;
     }
     const DrainResult r =
-        drain_once(target, options, dir, std::max(deadline - Clock::now(), Clock::duration{}),
-                   total.dead_letter_failed);
+        drain_once(target, options, dir, timer, deadline, total.dead_letter_failed);
     lock.release();
     total.stored += r.stored;
     total.duplicates += r.duplicates;
@@ -301,6 +335,7 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
       const auto counted = detail::Spool::open(dir, wal_keeping_options())->count();
       left = counted ? *counted : -1;
     } catch (const std::exception&) {
+      // Setup failed: reported below as a spool that cannot be counted.
     }
     if (left == 0) return total;
     if (left < 0) {
@@ -312,7 +347,7 @@ DrainResult drain_spool(const DbTarget& target, const DrainOptions& options) {
     total.remaining = left;
     // Only rows this drain keeps back are left (leased to it): nothing more to deliver.
     if (static_cast<std::uint64_t>(left) <= total.dead_letter_failed) return total;
-    if (Clock::now() >= deadline) {
+    if (timer.now() >= deadline) {
       total.outcome = DrainResult::Outcome::timed_out;
       return total;
     }

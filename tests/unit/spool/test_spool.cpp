@@ -268,6 +268,42 @@ TEST(HandOff, ExclusiveDrainStandsAsideWhileAnotherRunsThenDeliversAll) {
                    .drain_running);
 }
 
+// `flush` waits on its clock, never past its timeout: with a fake clock it sleeps not at all.
+TEST(Drain, WaitsOnItsClockForRowsAnotherProcessHoldsUntilItsTimeout) {
+  TempDir tmp;
+  const fs::path spool_dir = tmp.path() / "spool";
+  const fs::path store = tmp.path() / "store.db";
+  std::vector<Event> events;
+  for (std::int64_t i = 1; i <= 5; ++i) events.push_back(make_event(4, i));
+  ASSERT_TRUE(trackevent::spool_for_delivery(events, spool_dir).error.empty());
+  auto other = Spool::open(spool_dir);
+  ASSERT_EQ(value_of(other->claim(100, std::chrono::seconds{120})).size(), 5U);  // elsewhere
+
+  auto clock = std::make_shared<trackevent::test::FakeClock>();
+  std::vector<trackevent::Clock::duration> sleeps;
+  trackevent::DrainOptions options;
+  options.spool_dir = spool_dir;
+  options.timeout = std::chrono::seconds{30};
+  options.clock = clock;
+  options.sleep = [&](trackevent::Clock::duration d) {
+    sleeps.push_back(d);
+    clock->advance(d);
+  };
+  const auto started = std::chrono::steady_clock::now();
+  const trackevent::DrainResult r =
+      trackevent::drain_spool(trackevent::parse_database_url("sqlite:" + store.string()), options);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds{10});
+  EXPECT_EQ(r.outcome, trackevent::DrainResult::Outcome::timed_out);
+  EXPECT_EQ(r.remaining, 5);
+  ASSERT_FALSE(sleeps.empty());
+  trackevent::Clock::duration slept{};
+  for (const auto d : sleeps) {
+    EXPECT_LE(d, std::chrono::milliseconds{200});
+    slept += d;
+  }
+  EXPECT_EQ(slept, std::chrono::seconds{30});  // the last wait ends at the deadline exactly
+}
+
 }  // namespace
 
 TEST(Spool, RoundTripsEveryField) {
