@@ -1,8 +1,9 @@
-#include "trackevent/parse.hpp"
+#include "input/parse.hpp"
 
-#include "trackevent/catalog.hpp"
 #include "trackevent/event.hpp"
 #include "trackevent/uuid.hpp"
+
+#include "input/catalog.hpp"
 
 #include <simdjson.h>
 

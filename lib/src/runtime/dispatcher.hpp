@@ -1,9 +1,9 @@
 #pragma once
 // Dispatcher: the Tracker's one background thread.
 
-#include "trackevent/log.hpp"
 #include "trackevent/sink.hpp"
 
+#include "log/log.hpp"
 #include "pg/parallel_sink.hpp"
 #include "runtime/backoff.hpp"
 #include "runtime/batcher.hpp"

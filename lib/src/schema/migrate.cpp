@@ -1,7 +1,7 @@
 // Schema migrations: the built-in list, the bookkeeping shared by both kinds of database, and
 // applying them to SQLite (BEGIN IMMEDIATE). PostgreSQL's half (libpqxx, under an advisory lock)
 // is in pgmigrate/pg_migrate.cpp, a module loaded only when a PostgreSQL database is migrated.
-#include "trackevent/migrate.hpp"
+#include "schema/migrate.hpp"
 
 #include "schema/migrate_internal.hpp"
 #include "schema/schema_data.hpp"

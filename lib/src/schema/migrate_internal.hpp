@@ -2,7 +2,7 @@
 // Private parts of the migrations, shared with the SQLite sink, the PostgreSQL migration module
 // (pgmigrate/) and the tests.
 
-#include "trackevent/migrate.hpp"
+#include "schema/migrate.hpp"
 
 #include <cstdint>
 #include <map>

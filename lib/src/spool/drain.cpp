@@ -1,10 +1,9 @@
 // drain_spool(): `trackevent flush`. A loop of claim -> write -> remove, with the same per-batch
 // contract the dispatcher relies on (a batch is all-or-nothing), so replays stay idempotent.
 
-#include "trackevent/drain.hpp"
+#include "spool/drain.hpp"
 
-#include "trackevent/log.hpp"
-
+#include "log/log.hpp"
 #include "pg/libpq.hpp"
 #include "spool/spool.hpp"
 

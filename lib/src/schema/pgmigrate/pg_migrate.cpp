@@ -1,8 +1,7 @@
 // The PostgreSQL half of the schema migrations (libpqxx, under an advisory lock), built as the
 // module libtrackevent-pgmigrate.so and loaded by migrate.cpp only when a PostgreSQL database is
 // migrated or inspected: see PgMigrateEntry in migrate_internal.hpp for why.
-#include "trackevent/migrate.hpp"
-
+#include "schema/migrate.hpp"
 #include "schema/migrate_internal.hpp"
 
 #include <libpq-fe.h>
