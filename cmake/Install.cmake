@@ -1,13 +1,15 @@
 # Install rules, the CMake package config and the pkg-config file.
 #
-# Layout follows GNUInstallDirs. Of the library, only libtrackevent.so and its public headers are
-# installed (the static core, trackevent_core, is the CLI's and the tests'). Only the library's
-# PUBLIC dependencies (nlohmann_json, Threads) reach consumers' link lines; SQLite, spdlog, fmt
-# and simdjson stay behind the shared library's DT_NEEDED entries, libpq and libpqxx behind
-# dlopen() (lib/src/pg/libpq.hpp, lib/src/schema/pgmigrate/).
+# Layout follows GNUInstallDirs. Only the library's PUBLIC dependencies (nlohmann_json, Threads)
+# reach consumers' link lines; SQLite, spdlog, fmt and simdjson stay behind the shared library's
+# DT_NEEDED entries, libpq and libpqxx behind dlopen() (lib/src/pg/libpq.hpp,
+# lib/src/schema/pgmigrate/).
 # (CMake still names the private shared-library targets in IMPORTED_LINK_DEPENDENT_LIBRARIES,
 # used only for -rpath-link and skipped by consumers that do not define those targets; no
 # $<BUILD_INTERFACE> wrapping removes that.)
+#
+# Of the library, only libtrackevent.so and its public headers are installed: the static core
+# (trackevent_core) is the CLI's and the tests' own.
 include(CMakePackageConfigHelpers)
 
 set(TRACKEVENT_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/trackevent)
