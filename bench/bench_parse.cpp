@@ -6,9 +6,9 @@
 // DOM; parse_event_line also validates every field and builds the Event, so the comparison favours
 // the anchor.
 #include "trackevent/event.hpp"
-#include "trackevent/parse.hpp"
 
 #include "event_gen.hpp"
+#include "input/parse.hpp"
 
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>

@@ -10,10 +10,11 @@
 // /proc) during the writes. --csv writes the same events as CSV for a `psql \copy` comparison.
 // Needs a server with the analytics_events table (trackevent migrate).
 #include "trackevent/event.hpp"
-#include "trackevent/parse.hpp"
-#include "trackevent/sink.hpp"
 
+#include "config/database_url.hpp"
 #include "event_gen.hpp"
+#include "input/parse.hpp"
+#include "pg/sqlstate.hpp"
 
 #include <libpq-fe.h>
 

@@ -14,11 +14,12 @@
 //                    program doing other work does: on a 2-core machine two back-to-back callers
 //                    and the dispatcher are three busy threads, and the queue outgrows its ring.
 #include "trackevent/event.hpp"
-#include "trackevent/log.hpp"
 #include "trackevent/options.hpp"
 #include "trackevent/sink.hpp"
 #include "trackevent/tracker.hpp"
 #include "trackevent/uuid.hpp"
+
+#include "log/log.hpp"
 
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>

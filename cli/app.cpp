@@ -1,7 +1,5 @@
 #include "app.hpp"
 
-#include "trackevent/log.hpp"
-
 #include "commands/completions.hpp"
 #include "commands/events.hpp"
 #include "commands/flush.hpp"
@@ -10,6 +8,7 @@
 #include "commands/send.hpp"
 #include "exit_codes.hpp"
 #include "global_options.hpp"
+#include "log/log.hpp"
 #include "signals.hpp"
 
 #include <CLI/CLI.hpp>

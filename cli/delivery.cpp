@@ -1,8 +1,7 @@
 #include "delivery.hpp"
 
-#include "trackevent/log.hpp"
-
 #include "exit_codes.hpp"
+#include "log/log.hpp"
 #include "signals.hpp"
 
 #include <algorithm>

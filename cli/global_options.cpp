@@ -1,6 +1,7 @@
 #include "global_options.hpp"
 
-#include "trackevent/log.hpp"
+#include "config/database_url.hpp"
+#include "log/log.hpp"
 
 #include <unistd.h>
 

@@ -1,8 +1,8 @@
 #pragma once
 // Options every subcommand sees, and the small helpers that interpret them the same way for all.
 
-#include "trackevent/catalog.hpp"
-#include "trackevent/sink.hpp"
+#include "config/database_url.hpp"
+#include "input/catalog.hpp"
 
 #include <chrono>
 #include <filesystem>

@@ -4,7 +4,7 @@
 // progress line is wiped, the log line written whole, and the progress line drawn again below
 // it, so neither the JSON nor the text log format ever gets a line broken by progress output.
 
-#include "trackevent/log.hpp"
+#include "log/log.hpp"
 
 #include <chrono>
 #include <cstddef>

@@ -1,6 +1,6 @@
 #include "signals.hpp"
 
-#include "trackevent/log.hpp"
+#include "log/log.hpp"
 
 #include <pthread.h>
 #include <signal.h>

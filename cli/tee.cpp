@@ -1,6 +1,6 @@
 #include "tee.hpp"
 
-#include "trackevent/log.hpp"
+#include "log/log.hpp"
 
 #include <poll.h>
 #include <unistd.h>

@@ -6,6 +6,9 @@
 # (CMake still names the private shared-library targets in IMPORTED_LINK_DEPENDENT_LIBRARIES,
 # used only for -rpath-link and skipped by consumers that do not define those targets; no
 # $<BUILD_INTERFACE> wrapping removes that.)
+#
+# Of the library, only libtrackevent.so and its public headers are installed: the static core
+# (trackevent_core) is the CLI's and the tests' own.
 include(CMakePackageConfigHelpers)
 
 set(TRACKEVENT_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/trackevent)

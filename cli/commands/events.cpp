@@ -1,8 +1,7 @@
 #include "commands/events.hpp"
 
-#include "trackevent/log.hpp"
-
 #include "exit_codes.hpp"
+#include "log/log.hpp"
 
 #include <nlohmann/json.hpp>
 

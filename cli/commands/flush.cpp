@@ -1,10 +1,10 @@
 #include "commands/flush.hpp"
 
-#include "trackevent/drain.hpp"
-#include "trackevent/log.hpp"
-
+#include "config/database_url.hpp"
 #include "exit_codes.hpp"
+#include "log/log.hpp"
 #include "signals.hpp"
+#include "spool/drain.hpp"
 
 namespace trackevent::cli {
 

@@ -1,14 +1,14 @@
 #include "commands/ingest.hpp"
 
-#include "trackevent/drain.hpp"
-#include "trackevent/log.hpp"
-#include "trackevent/parse.hpp"
-
+#include "config/database_url.hpp"
 #include "delivery.hpp"
 #include "exit_codes.hpp"
+#include "input/parse.hpp"
 #include "line_reader.hpp"
+#include "log/log.hpp"
 #include "progress.hpp"
 #include "signals.hpp"
+#include "spool/drain.hpp"
 #include "tee.hpp"
 
 #include <fcntl.h>

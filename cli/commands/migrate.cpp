@@ -1,9 +1,9 @@
 #include "commands/migrate.hpp"
 
-#include "trackevent/log.hpp"
-#include "trackevent/migrate.hpp"
-
+#include "config/database_url.hpp"
 #include "exit_codes.hpp"
+#include "log/log.hpp"
+#include "schema/migrate.hpp"
 
 #include <algorithm>
 #include <cstdio>

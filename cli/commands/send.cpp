@@ -1,12 +1,12 @@
 #include "commands/send.hpp"
 
-#include "trackevent/drain.hpp"
-#include "trackevent/log.hpp"
-#include "trackevent/parse.hpp"
-
+#include "config/database_url.hpp"
 #include "delivery.hpp"
 #include "exit_codes.hpp"
+#include "input/parse.hpp"
+#include "log/log.hpp"
 #include "signals.hpp"
+#include "spool/drain.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,9 +1,10 @@
 // libFuzzer target for the JSONL line parser. Besides "no crash, no sanitizer report" it checks
 // that whatever the parser accepts is an event the rest of the system can trust.
-#include "trackevent/catalog.hpp"
 #include "trackevent/event.hpp"
-#include "trackevent/parse.hpp"
 #include "trackevent/uuid.hpp"
+
+#include "input/catalog.hpp"
+#include "input/parse.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,6 +1,7 @@
 /* The C ABI from plain C99: create a tracker on a temporary SQLite store, record 100 events,
- * check invalid input is refused with TRACKEVENT_EINVAL, flush, destroy, then read the rows back
- * with the SQLite C API. Exit 0 when everything holds; each failed check prints one line. */
+ * check invalid input is refused with TRACKEVENT_EINVAL (and logged to our callback, not stderr),
+ * flush, destroy, then read the rows back with the SQLite C API. Exit 0 when everything holds;
+ * each failed check prints one line. */
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 
 #include "trackevent/trackevent.h"
@@ -40,6 +41,23 @@ static int remove_entry(const char* path, const struct stat* sb, int flag, struc
   return remove(path);
 }
 
+/* What the log callback saw. Lines come one at a time, so no lock is needed. */
+struct log_seen {
+  int lines;
+  int rejected; /* key "c_api.rejected", level error, an "err" field, message "rejected event" */
+};
+
+static void on_log(void* user, int level, const char* key, const char* message,
+                   const char* fields_json) {
+  struct log_seen* seen = (struct log_seen*)user;
+  ++seen->lines;
+  if (strcmp(key, "c_api.rejected") == 0 && level == TRACKEVENT_LOG_ERROR &&
+      strcmp(message, "rejected event") == 0 && fields_json[0] == '{' &&
+      strstr(fields_json, "\"err\":") != NULL) {
+    ++seen->rejected;
+  }
+}
+
 /* One integer from a query; -1 on error. */
 static int64_t query_int(sqlite3* db, const char* sql) {
   sqlite3_stmt* stmt = NULL;
@@ -62,6 +80,7 @@ int main(void) {
   trackevent_options* options = NULL;
   trackevent_tracker* tracker = NULL;
   trackevent_stats stats;
+  struct log_seen seen = {0, 0};
   sqlite3* db = NULL;
   int i;
 
@@ -81,11 +100,13 @@ int main(void) {
   CHECK_RC(TRACKEVENT_OK, trackevent_options_set_flush_interval_ms(options, 20));
   CHECK_RC(TRACKEVENT_OK, trackevent_options_set_shutdown_timeout_ms(options, 5000));
   CHECK_RC(TRACKEVENT_OK, trackevent_options_set_on_full(options, TRACKEVENT_ON_FULL_SPOOL));
+  CHECK_RC(TRACKEVENT_OK, trackevent_options_set_log_callback(options, on_log, &seen));
   /* Out-of-range settings are refused and leave the option as it was. */
   CHECK_RC(TRACKEVENT_EINVAL, trackevent_options_set_queue_capacity(options, 0));
   CHECK_RC(TRACKEVENT_EINVAL, trackevent_options_set_on_full(options, 7));
   CHECK_RC(TRACKEVENT_EINVAL, trackevent_options_set_shutdown_timeout_ms(options, -1));
   CHECK_RC(TRACKEVENT_EINVAL, trackevent_create(options, NULL));
+  CHECK_RC(TRACKEVENT_EINVAL, trackevent_options_set_log_callback(NULL, on_log, &seen));
 
   CHECK_RC(TRACKEVENT_OK, trackevent_create(options, &tracker));
   trackevent_options_destroy(options); /* the tracker keeps its own copy */
@@ -124,6 +145,8 @@ int main(void) {
   CHECK(stats.dropped == 0);
   CHECK(stats.reserved[0] == 0);
   CHECK_RC(TRACKEVENT_EINVAL, trackevent_get_stats(NULL, &stats));
+  /* The rejections with a tracker went to the callback (the NULL tracker is not logged). */
+  CHECK(seen.rejected == 6);
 
   trackevent_destroy(tracker);
   trackevent_destroy(NULL); /* a no-op, like free(NULL) */

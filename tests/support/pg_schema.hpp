@@ -2,9 +2,8 @@
 // Integration tests' PostgreSQL setup: a database of the test's own, and the analytics_events
 // table in it, made from schema/postgres the way the test chooses.
 
-#include "trackevent/migrate.hpp"
-#include "trackevent/sink.hpp"
-
+#include "config/database_url.hpp"
+#include "schema/migrate.hpp"
 #include "support/pg.hpp"
 
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 #pragma once
 // A Sink's WriteResult in one line, for assertion messages.
 
-#include "trackevent/sink.hpp"
+#include "pg/sqlstate.hpp"
 
 #include <string>
 

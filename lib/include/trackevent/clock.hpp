@@ -1,11 +1,13 @@
 #pragma once
 /// An injectable clock, so batching intervals and backoff can be tested without sleeping.
 
+#include "trackevent/export.h"
+
 #include <chrono>
 
 namespace trackevent {
 
-class Clock {
+class TRACKEVENT_API Clock {
  public:
   using duration = std::chrono::steady_clock::duration;
   using time_point = std::chrono::steady_clock::time_point;
@@ -14,7 +16,7 @@ class Clock {
 };
 
 /// The real monotonic clock.
-class SteadyClock final : public Clock {
+class TRACKEVENT_API SteadyClock final : public Clock {
  public:
   [[nodiscard]] time_point now() const noexcept override {
     return std::chrono::steady_clock::now();

@@ -1,6 +1,7 @@
 #pragma once
 /// The event value type: one row of `analytics_events`.
 
+#include "trackevent/export.h"
 #include "trackevent/uuid.hpp"
 
 #include <cstdint>
@@ -23,14 +24,15 @@ struct Event {
 };
 
 /// True for lowercase dotted names: ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$ (and at most 200 bytes).
-[[nodiscard]] bool is_valid_event_name(std::string_view name) noexcept;
+[[nodiscard]] TRACKEVENT_API bool is_valid_event_name(std::string_view name) noexcept;
 
 /// RFC 3339 timestamp -> microseconds since the epoch (UTC); nullopt when malformed.
-[[nodiscard]] std::optional<std::int64_t> parse_rfc3339(std::string_view text) noexcept;
+[[nodiscard]] TRACKEVENT_API std::optional<std::int64_t> parse_rfc3339(
+    std::string_view text) noexcept;
 /// Microseconds since the epoch -> "2026-11-28T12:00:00.123456Z".
-[[nodiscard]] std::string format_rfc3339(std::int64_t unix_us);
+[[nodiscard]] TRACKEVENT_API std::string format_rfc3339(std::int64_t unix_us);
 
 /// Microseconds since the Unix epoch, now, from the system clock.
-[[nodiscard]] std::int64_t now_unix_us() noexcept;
+[[nodiscard]] TRACKEVENT_API std::int64_t now_unix_us() noexcept;
 
 }  // namespace trackevent

@@ -1,71 +1,30 @@
 #pragma once
-/// Structured logging: one JSON object per line on stderr (or aligned text for people).
+/// The library's log lines, as an application's own logger receives them (TrackerOptions::log).
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
-#include <cstdint>
-#include <optional>
+#include <functional>
 #include <string_view>
 
-namespace trackevent::log {
+namespace trackevent {
 
-enum class Format { json, text };
+enum class LogLevel { trace, debug, info, warn, error, critical };
 
-/// Context fields of a log line. Ordered: keys come out in the order they were given, so a line
-/// reads as written (org_id, user_id, event_name, ..., err) rather than alphabetically. A plain
-/// nlohmann::json converts implicitly (its keys are already sorted).
-using Fields = nlohmann::ordered_json;
-enum class Level { trace, debug, info, warn, error, critical, off };
-
-/// Parses "json"/"text" and "trace|debug|info|warn|error|critical|off"; nullopt when unknown.
-[[nodiscard]] std::optional<Format> parse_format(std::string_view s) noexcept;
-[[nodiscard]] std::optional<Level> parse_level(std::string_view s) noexcept;
-
-/// Configures the process-wide logger (thread-safe, idempotent). Until called, JSON at info.
-/// `color`: text format only; the caller decides (TTY and no NO_COLOR).
-void init(Format format, Level level, bool color = false);
-
-/// Logs `msg` with `fields` (a JSON object) merged after "ts", "level", "msg":
-/// {"ts":"2026-11-28T12:00:00.123Z","level":"error","msg":"rejected event","source":"stdin",...}
-/// Never throws. Keys in `fields` that collide with ts/level/msg are ignored.
-void write(Level level, std::string_view msg, const Fields& fields = Fields::object()) noexcept;
-
-inline void debug(std::string_view msg, const Fields& f = Fields::object()) noexcept {
-  write(Level::debug, msg, f);
-}
-inline void info(std::string_view msg, const Fields& f = Fields::object()) noexcept {
-  write(Level::info, msg, f);
-}
-inline void warn(std::string_view msg, const Fields& f = Fields::object()) noexcept {
-  write(Level::warn, msg, f);
-}
-inline void error(std::string_view msg, const Fields& f = Fields::object()) noexcept {
-  write(Level::error, msg, f);
-}
-
-/// Like write(), but at most `burst` lines per `key` per second; the next line that gets through
-/// carries "suppressed": N for the ones held back. For errors that can repeat per event.
-void write_limited(Level level, std::string_view key, std::string_view msg,
-                   const Fields& fields = Fields::object(), int burst = 10) noexcept;
-
-/// Lines held back by write_limited() since the process started (emitted or not yet reported).
-[[nodiscard]] std::uint64_t suppressed_total() noexcept;
-
-/// Logs one "suppressed repeated log lines" line per key that still has lines held back, so none
-/// is lost silently. Runs automatically at process exit; call it before redirecting the log.
-void flush_suppressed() noexcept;
-
-/// Where log lines go instead of stderr: the CLI's progress line uses one to keep its terminal
-/// line intact, tests use one to capture lines.
-class LineSink {
- public:
-  virtual ~LineSink() = default;
-  virtual void line(std::string_view text) = 0;
+/// One log line of the library. The views and `fields` are valid only during the call.
+struct LogRecord {
+  LogLevel level = LogLevel::info;
+  /// What kind of line this is, stable across releases ("sink.retry", "track.rejected"), for
+  /// lines that can repeat: at most 10 such lines per key and second are passed on, and the next
+  /// one carries "suppressed": N for those held back. Empty for one-off lines.
+  std::string_view key;
+  /// What happened, for people: "batch write failed; retrying".
+  std::string_view message;
+  /// The context, a JSON object in a stable order: {"events":5000,"err":"...","sqlstate":"08006"}.
+  /// Never contains a password.
+  const nlohmann::ordered_json& fields;
 };
-/// Sends every log line to `sink` instead of stderr; nullptr restores stderr. The sink must
-/// outlive its installation and may be called from any thread (one line at a time).
-void set_line_sink(LineSink* sink) noexcept;
-/// The former name of set_line_sink(), kept for binaries built against it.
-[[deprecated("use set_line_sink")]] void set_line_sink_for_testing(LineSink* sink) noexcept;
 
-}  // namespace trackevent::log
+/// Receives the library's log lines instead of stderr; see TrackerOptions::log.
+using LogCallback = std::function<void(const LogRecord&)>;
+
+}  // namespace trackevent

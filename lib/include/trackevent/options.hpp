@@ -1,7 +1,8 @@
 #pragma once
 /// TrackerOptions: every knob of the Tracker, each with its default and the trade-off it makes.
 
-#include "trackevent/parse.hpp"
+#include "trackevent/export.h"
+#include "trackevent/log.hpp"
 #include "trackevent/sink.hpp"
 
 #include <chrono>
@@ -15,6 +16,20 @@
 namespace trackevent {
 
 class Clock;
+
+/// Limits on the events given to track() (and on the CLI's input lines). An event over a limit is
+/// rejected with a reason naming it.
+struct Limits {
+  /// Longest input line in bytes. Longer lines are skipped without being buffered whole.
+  std::size_t max_line_bytes = 1024 * 1024;
+  /// Largest `metadata` object, serialised, in bytes. At least 2 (the default `{}`).
+  std::size_t max_metadata_bytes = 32 * 1024;
+  /// Deepest nesting of arrays/objects inside the line (the line's own object is depth 1, so
+  /// metadata's object is depth 2; smaller values act as 2).
+  std::size_t max_depth = 64;
+  /// Most keys in `metadata`, counted over all nested objects.
+  std::size_t max_keys = 1000;
+};
 
 /// What track() does when the in-memory queue is full.
 enum class OverflowPolicy {
@@ -86,6 +101,19 @@ struct TrackerOptions {
   /// waited for, so the callback must return.
   std::function<void(const ErrorInfo&)> on_error;
 
+  /// Where the library's log lines go while this Tracker is open: to this callback instead of
+  /// stderr (where they are one JSON object per line), so an application can hand them to its own
+  /// logger with their level and fields. The library's log is one per process: every line from
+  /// any of its threads (this Tracker's, its connections', another Tracker's) goes to the newest
+  /// open Tracker that set a callback; when that one closes, to the one before, then to stderr.
+  /// Lines below info are not logged. Called from any thread, one line at a time; must not throw
+  /// (an exception is swallowed). A line the callback itself causes (it calls into the library
+  /// on the same thread) goes to stderr. Never called once close() or the destructor has
+  /// returned; a call in progress then is waited for, so the callback must return.
+  /// (A callback, not an spdlog sink: spdlog is the library's private dependency, so its types
+  /// and version stay out of the application's build and of the ABI.)
+  LogCallback log;
+
   /// For tests and embedding: a sink to use instead of opening database_url.
   std::shared_ptr<Sink> sink;
   /// For tests: the clock used for batching and backoff. Null: the steady clock.
@@ -96,7 +124,7 @@ struct TrackerOptions {
 
   /// Defaults, with database_url from TRACKEVENT_DATABASE_URL or DATABASE_URL and the spool
   /// directory from TRACKEVENT_SPOOL_DIR when set.
-  [[nodiscard]] static TrackerOptions from_env();
+  [[nodiscard]] TRACKEVENT_API static TrackerOptions from_env();
 };
 
 }  // namespace trackevent

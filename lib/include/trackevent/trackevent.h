@@ -22,14 +22,10 @@
 #ifndef TRACKEVENT_TRACKEVENT_H
 #define TRACKEVENT_TRACKEVENT_H
 
+#include "trackevent/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#if defined(__GNUC__) || defined(__clang__)
-#define TRACKEVENT_API __attribute__((visibility("default")))
-#else
-#define TRACKEVENT_API
-#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -101,6 +97,30 @@ TRACKEVENT_API int trackevent_options_set_on_full(trackevent_options* options, i
 /* Directory of the spool and dead letters. NULL or "": $TRACKEVENT_SPOOL_DIR, else
  * $XDG_STATE_HOME/trackevent, else ~/.local/state/trackevent. */
 TRACKEVENT_API int trackevent_options_set_spool_dir(trackevent_options* options, const char* dir);
+
+/* Levels of the library's log lines (trackevent::LogLevel). */
+typedef enum trackevent_log_level {
+  TRACKEVENT_LOG_TRACE = 0,
+  TRACKEVENT_LOG_DEBUG = 1,
+  TRACKEVENT_LOG_INFO = 2,
+  TRACKEVENT_LOG_WARN = 3,
+  TRACKEVENT_LOG_ERROR = 4,
+  TRACKEVENT_LOG_CRITICAL = 5
+} trackevent_log_level;
+
+/* Receives one log line of the library: its level (trackevent_log_level), its key, stable for
+ * lines that can repeat ("sink.retry"; "" for a one-off line), its message, and its fields as the
+ * text of a JSON object. The strings are valid only during the call. */
+typedef void (*trackevent_log_fn)(void* user, int level, const char* key, const char* message,
+                                  const char* fields_json);
+
+/* Sends the library's log lines to fn(user, ...) instead of stderr while a tracker created with
+ * these options is open (trackevent::TrackerOptions::log has the rules: the log is one per
+ * process, the newest open tracker with a callback gets every line; lines at info and above; any
+ * thread, one line at a time; never called once trackevent_destroy() has returned). fn NULL:
+ * stderr, the default. */
+TRACKEVENT_API int trackevent_options_set_log_callback(trackevent_options* options,
+                                                       trackevent_log_fn fn, void* user);
 
 /* Creates a tracker and its dispatcher thread. `options` may be NULL (defaults and environment)
  * and may be destroyed right after the call. On success stores the tracker in *out. */

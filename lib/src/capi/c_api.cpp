@@ -1,12 +1,13 @@
 // The C ABI (trackevent.h) over trackevent::Tracker. Every entry point catches everything: a C++
 // exception must never unwind into C (or ctypes) frames.
 #include "trackevent/event.hpp"
-#include "trackevent/log.hpp"
 #include "trackevent/options.hpp"
-#include "trackevent/parse.hpp"
 #include "trackevent/tracker.hpp"
 #include "trackevent/trackevent.h"
 #include "trackevent/uuid.hpp"
+
+#include "input/parse.hpp"
+#include "log/log.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -195,6 +196,25 @@ int trackevent_options_set_spool_dir(trackevent_options* options, const char* di
   if (options == nullptr) return fail(TRACKEVENT_EINVAL, "options: NULL");
   return guarded([&]() -> int {
     options->options.spool_dir = dir != nullptr ? dir : "";
+    return TRACKEVENT_OK;
+  });
+}
+
+int trackevent_options_set_log_callback(trackevent_options* options, trackevent_log_fn fn,
+                                        void* user) {
+  if (options == nullptr) return fail(TRACKEVENT_EINVAL, "options: NULL");
+  return guarded([&]() -> int {
+    if (fn == nullptr) {
+      options->options.log = nullptr;
+      return TRACKEVENT_OK;
+    }
+    options->options.log = [fn, user](const trackevent::LogRecord& record) {
+      const std::string key(record.key);
+      const std::string message(record.message);
+      const std::string fields =
+          record.fields.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+      fn(user, static_cast<int>(record.level), key.c_str(), message.c_str(), fields.c_str());
+    };
     return TRACKEVENT_OK;
   });
 }

@@ -1,5 +1,5 @@
 // Which database to use, what kind it is, and how to show its address without the password.
-#include "trackevent/sink.hpp"
+#include "config/database_url.hpp"
 
 #include "base/result.hpp"
 

@@ -1,10 +1,10 @@
-#include "trackevent/parse.hpp"
+#include "input/parse.hpp"
 
-#include "trackevent/catalog.hpp"
 #include "trackevent/event.hpp"
 #include "trackevent/uuid.hpp"
 
 #include "base/result.hpp"
+#include "input/catalog.hpp"
 
 #include <simdjson.h>
 

@@ -1,11 +1,19 @@
-// Structured logging on spdlog. Each line is built here (field order, JSON escaping) and handed to
-// spdlog as a preformatted payload; spdlog provides the thread-safe sink, level and flush policy.
-#include "trackevent/log.hpp"
+// Structured logging on spdlog. spdlog filters by level (the logger's level is the one --log-level
+// sets) and writes through its sinks: its stderr sink (one fwrite and fflush per line, under its
+// lock, so lines of different threads never interleave), or a LineSink in its place, behind a
+// dist_sink that swaps them safely while other threads log. The line itself is built here, not by
+// an spdlog pattern: a line is a JSON object whose fields come from the caller in order and must
+// be escaped as JSON, and spdlog's log_msg carries only a text payload, no fields. For the same
+// reason an application's callback (TrackerOptions::log) is called before spdlog, with the fields
+// still structured, rather than as an spdlog sink that would get the formatted text.
+#include "log/log.hpp"
 
 #include <spdlog/details/log_msg.h>
 #include <spdlog/logger.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/dist_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
 
 #include <time.h>
 
@@ -23,34 +31,40 @@
 #include <vector>
 
 namespace trackevent::log {
+
+/// An application's callback, shared by its Routing and by the threads calling it.
+struct Routing::Route {
+  LogCallback callback;
+  std::mutex calling;  // held while the callback runs, so close() can wait for a call to end
+  bool open = true;    // guarded by `calling`
+};
+
 namespace {
 
-/// Writes each complete line to stderr with one fwrite under the sink's mutex (so lines from
-/// different threads never interleave), or to the test LineSink when one is set.
-class LineRouterSink final : public spdlog::sinks::base_sink<std::mutex> {
+/// Hands each formatted line, without its newline, to a LineSink. The dist_sink in front of it
+/// already calls it one line at a time.
+class LineSinkAdapter final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
  public:
-  void set_test_sink(LineSink* test_sink) {
-    std::lock_guard lock(mutex_);
-    test_sink_ = test_sink;
-  }
+  explicit LineSinkAdapter(LineSink& target) : target_(target) {}
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     spdlog::memory_buf_t buf;
     formatter_->format(msg, buf);
-    if (test_sink_ != nullptr) {
-      std::string_view text(buf.data(), buf.size());
-      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
-      test_sink_->line(text);
-      return;
-    }
-    std::fwrite(buf.data(), 1, buf.size(), stderr);
+    std::string_view text(buf.data(), buf.size());
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+    target_.line(text);
   }
-  void flush_() override { std::fflush(stderr); }
+  void flush_() override {}
 
  private:
-  LineSink* test_sink_ = nullptr;
+  LineSink& target_;
 };
+
+// The payload is the whole line, built below: spdlog adds only the newline.
+std::unique_ptr<spdlog::formatter> line_formatter() {
+  return std::make_unique<spdlog::pattern_formatter>("%v");
+}
 
 struct Limiter {
   std::chrono::steady_clock::time_point window_start{};
@@ -61,20 +75,24 @@ struct Limiter {
 };
 
 struct State {
-  std::shared_ptr<LineRouterSink> sink = std::make_shared<LineRouterSink>();
-  std::shared_ptr<spdlog::logger> logger = std::make_shared<spdlog::logger>("trackevent", sink);
-  std::atomic<Level> level{Level::info};
+  std::shared_ptr<spdlog::sinks::sink> stderr_sink =
+      std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  std::shared_ptr<spdlog::sinks::dist_sink_mt> out =
+      std::make_shared<spdlog::sinks::dist_sink_mt>(std::vector<spdlog::sink_ptr>{stderr_sink});
+  std::shared_ptr<spdlog::logger> logger = std::make_shared<spdlog::logger>("trackevent", out);
   std::atomic<Format> format{Format::json};
   std::atomic<bool> color{false};
   std::mutex limit_mutex;
   std::unordered_map<std::string, Limiter> limiters;
   std::atomic<std::uint64_t> suppressed_total{0};
+  // Applications' callbacks, newest last; `routed` says whether there is any, without the lock.
+  std::mutex routes_mutex;
+  std::vector<std::shared_ptr<Routing::Route>> routes;
+  std::atomic<bool> routed{false};
 
   State() {
-    sink->set_formatter(std::make_unique<spdlog::pattern_formatter>("%v"));
-    logger->set_level(spdlog::level::trace);  // filtering happens in write(), before formatting
-    // stderr is unbuffered, so flushing every line costs nothing and a crash loses no line.
-    logger->flush_on(spdlog::level::trace);
+    stderr_sink->set_formatter(line_formatter());
+    logger->set_level(spdlog::level::info);
   }
 };
 
@@ -202,7 +220,49 @@ std::string text_line(Level level, std::string_view msg, const Fields& fields, b
 }
 
 bool enabled(const State& s, Level level) {
-  return level != Level::off && static_cast<int>(level) >= static_cast<int>(s.level.load());
+  return level != Level::off && s.logger->should_log(to_spdlog(level));
+}
+
+// Set on a thread while it runs an application's callback: a line the callback causes on that
+// thread (it called into the library) goes to the sinks instead of into the callback again.
+thread_local const Routing::Route* t_calling = nullptr;
+
+// The newest open route, or null when lines go to the sinks.
+std::shared_ptr<Routing::Route> newest_route(State& s) {
+  if (!s.routed.load(std::memory_order_acquire)) return nullptr;
+  const std::lock_guard lock(s.routes_mutex);
+  return s.routes.empty() ? nullptr : s.routes.back();
+}
+
+// Hands the line to the newest open callback; false when there is none to take it.
+bool deliver(State& s, Level level, std::string_view key, std::string_view msg,
+             const Fields& fields) {
+  if (t_calling != nullptr) return false;
+  // A route closed between being found and being called is skipped for the one before it.
+  while (auto route = newest_route(s)) {
+    const std::lock_guard calling(route->calling);
+    if (!route->open) continue;
+    static_assert(static_cast<int>(Level::critical) == static_cast<int>(LogLevel::critical));
+    const LogRecord record{static_cast<LogLevel>(level), key, msg, fields};
+    t_calling = route.get();
+    try {
+      route->callback(record);
+    } catch (...) {
+      // The callback must not throw (TrackerOptions::log); a line is not worth the caller.
+    }
+    t_calling = nullptr;
+    return true;
+  }
+  return false;
+}
+
+// One line that passed the level (and rate) filter: to a callback, else formatted to the sinks.
+void emit(State& s, Level level, std::string_view key, std::string_view msg, const Fields& fields) {
+  if (deliver(s, level, key, msg, fields)) return;
+  const std::string line = s.format.load() == Format::json
+                               ? json_line(level, msg, fields)
+                               : text_line(level, msg, fields, s.color.load());
+  s.logger->log(to_spdlog(level), spdlog::string_view_t(line.data(), line.size()));
 }
 
 }  // namespace
@@ -227,18 +287,14 @@ std::optional<Level> parse_level(std::string_view s) noexcept {
 void init(Format format, Level level, bool color) {
   auto& s = state();
   s.format.store(format);
-  s.level.store(level);
   s.color.store(color);
+  s.logger->set_level(to_spdlog(level));
 }
 
 void write(Level level, std::string_view msg, const Fields& fields) noexcept {
   try {
     auto& s = state();
-    if (!enabled(s, level)) return;
-    const std::string line = s.format.load() == Format::json
-                                 ? json_line(level, msg, fields)
-                                 : text_line(level, msg, fields, s.color.load());
-    s.logger->log(to_spdlog(level), spdlog::string_view_t(line.data(), line.size()));
+    if (enabled(s, level)) emit(s, level, {}, msg, fields);
   } catch (...) {
     // Logging must never take the caller down; there is nowhere better to report this.
   }
@@ -269,12 +325,12 @@ void write_limited(Level level, std::string_view key, std::string_view msg, cons
       released = std::exchange(limiter.suppressed, 0);
     }
     if (released == 0) {
-      write(level, msg, fields);
+      emit(s, level, key, msg, fields);
       return;
     }
     Fields with_count = fields.is_object() ? fields : Fields::object();
     with_count["suppressed"] = released;
-    write(level, msg, with_count);
+    emit(s, level, key, msg, with_count);
   } catch (...) {
   }
 }
@@ -300,8 +356,9 @@ void flush_suppressed() noexcept {
       }
     }
     for (const auto& p : pending) {
-      write(p.limiter.level, "suppressed repeated log lines",
-            {{"key", p.key}, {"last_msg", p.limiter.msg}, {"suppressed", p.limiter.suppressed}});
+      if (!enabled(s, p.limiter.level)) continue;
+      emit(s, p.limiter.level, p.key, "suppressed repeated log lines",
+           {{"key", p.key}, {"last_msg", p.limiter.msg}, {"suppressed", p.limiter.suppressed}});
     }
     s.logger->flush();
   } catch (...) {
@@ -310,31 +367,44 @@ void flush_suppressed() noexcept {
 
 void set_line_sink(LineSink* sink) noexcept {
   try {
-    state().sink->set_test_sink(sink);
+    auto& s = state();
+    spdlog::sink_ptr target = s.stderr_sink;
+    if (sink != nullptr) {
+      target = std::make_shared<LineSinkAdapter>(*sink);
+      target->set_formatter(line_formatter());
+    }
+    s.out->set_sinks({std::move(target)});
   } catch (...) {
   }
 }
 
-void set_line_sink_for_testing(LineSink* sink) noexcept { set_line_sink(sink); }
-
-// ABI: binaries built against log.hpp before Fields (ordered_json) call these signatures.
-// Declared here only, at the end, so no caller sees two overloads a braced list could match.
-void write(Level level, std::string_view msg, const nlohmann::json& fields) noexcept;
-void write_limited(Level level, std::string_view key, std::string_view msg,
-                   const nlohmann::json& fields, int burst) noexcept;
-
-void write(Level level, std::string_view msg, const nlohmann::json& fields) noexcept {
-  try {
-    write(level, msg, Fields(fields));
-  } catch (...) {
-  }
+Routing::Routing(LogCallback callback) : route_(std::make_shared<Route>()) {
+  route_->callback = std::move(callback);
+  auto& s = state();
+  const std::lock_guard lock(s.routes_mutex);
+  s.routes.push_back(route_);
+  s.routed.store(true, std::memory_order_release);
 }
 
-void write_limited(Level level, std::string_view key, std::string_view msg,
-                   const nlohmann::json& fields, int burst) noexcept {
+Routing::~Routing() { close(); }
+
+void Routing::close() noexcept {
   try {
-    write_limited(level, key, msg, Fields(fields), burst);
+    auto& s = state();
+    {
+      const std::lock_guard lock(s.routes_mutex);
+      std::erase(s.routes, route_);
+      s.routed.store(!s.routes.empty(), std::memory_order_release);
+    }
+    // Called from within the callback (it closed its Tracker): that call is this thread's own.
+    if (t_calling == route_.get()) {
+      route_->open = false;
+      return;
+    }
+    const std::lock_guard calling(route_->calling);
+    route_->open = false;
   } catch (...) {
+    // Only locking can throw, and only for a broken mutex.
   }
 }
 

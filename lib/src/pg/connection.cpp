@@ -1,6 +1,8 @@
 #include "pg/connection.hpp"
 
+#include "config/database_url.hpp"
 #include "pg/pg_wait.hpp"
+#include "pg/sqlstate.hpp"
 
 #include <poll.h>
 

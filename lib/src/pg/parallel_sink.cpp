@@ -1,6 +1,7 @@
 #include "pg/parallel_sink.hpp"
 
-#include "trackevent/log.hpp"
+#include "config/database_url.hpp"
+#include "log/log.hpp"
 
 #include <algorithm>
 #include <chrono>

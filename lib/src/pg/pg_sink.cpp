@@ -12,9 +12,9 @@
 // straight to the conflict-tolerant path while duplicates keep turning up (spool replays tend to
 // come in runs), so we don't pay the wasted COPY each time. A batch of one event (`trackevent
 // send`) is a single parameterised INSERT ... ON CONFLICT DO NOTHING instead: one round trip.
-#include "trackevent/sink.hpp"
-
+#include "config/database_url.hpp"
 #include "pg/connection.hpp"
+#include "pg/sqlstate.hpp"
 
 #include <algorithm>
 #include <array>

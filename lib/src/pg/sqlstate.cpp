@@ -1,5 +1,5 @@
 // SQLSTATE -> Disposition: the one place that decides what a failed write means.
-#include "trackevent/sink.hpp"
+#include "pg/sqlstate.hpp"
 
 #include <string_view>
 

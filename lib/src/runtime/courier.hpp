@@ -2,7 +2,7 @@
 // Courier: what the dispatcher thread's two modes (live and durable) share: delivering a batch
 // under the DeliveryPolicy, replaying the spool, spooling, counting and reporting.
 
-#include "trackevent/log.hpp"
+#include "log/log.hpp"
 #include "trackevent/sink.hpp"
 
 #include "runtime/batch_runner.hpp"

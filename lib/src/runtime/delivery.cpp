@@ -1,6 +1,6 @@
 #include "runtime/delivery.hpp"
 
-#include "trackevent/log.hpp"
+#include "log/log.hpp"
 
 #include <algorithm>
 #include <utility>

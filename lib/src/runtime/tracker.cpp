@@ -1,9 +1,10 @@
 #include "trackevent/tracker.hpp"
 
-#include "trackevent/log.hpp"
-#include "trackevent/parse.hpp"
 #include "trackevent/uuid.hpp"
 
+#include "config/database_url.hpp"
+#include "input/parse.hpp"
+#include "log/log.hpp"
 #include "runtime/dispatcher.hpp"
 #include "runtime/tracker_state.hpp"
 
@@ -16,6 +17,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -188,6 +190,8 @@ bool TrackerState::take(QueueItem& item) noexcept {
 class Tracker::Impl {
  public:
   explicit Impl(TrackerOptions options) {
+    // First, so the application's logger gets even the lines about opening the database.
+    if (options.log) routing_.emplace(options.log);
     auto sink = open_sink(options);
     state_ = std::make_shared<TrackerState>(std::move(options), std::move(sink));
     // Fork handling is in place before the thread exists, so no fork() finds a Tracker with a
@@ -265,6 +269,11 @@ class Tracker::Impl {
 
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
+
+  // After close(), outside its lock: a log callback running meanwhile may call stats().
+  void end_log_routing() noexcept {
+    if (routing_) routing_->close();
+  }
 
   bool enqueue(Event&& event, nlohmann::json&& metadata_dom = nullptr) noexcept {
     auto& s = state();
@@ -427,6 +436,7 @@ class Tracker::Impl {
     if (forked_.load()) replace_parent_state(true);
   }
 
+  std::optional<log::Routing> routing_;  // TrackerOptions::log; destroyed last, after close()
   std::shared_ptr<TrackerState> state_;
   std::thread thread_;
   std::atomic<bool> forked_{false};
@@ -513,7 +523,11 @@ FlushResult Tracker::flush(std::chrono::milliseconds timeout) noexcept {
 
 Stats Tracker::stats() const noexcept { return impl_->stats(); }
 
-Stats Tracker::close(std::chrono::milliseconds timeout) noexcept { return impl_->close(timeout); }
+Stats Tracker::close(std::chrono::milliseconds timeout) noexcept {
+  Stats final_stats = impl_->close(timeout);
+  impl_->end_log_routing();
+  return final_stats;
+}
 
 bool Tracker::sync(std::chrono::milliseconds timeout) noexcept { return impl_->sync(timeout); }
 

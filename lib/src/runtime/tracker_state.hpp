@@ -4,10 +4,10 @@
 #include "trackevent/clock.hpp"
 #include "trackevent/event.hpp"
 #include "trackevent/options.hpp"
-#include "trackevent/parse.hpp"
 #include "trackevent/sink.hpp"
 #include "trackevent/stats.hpp"
 
+#include "input/parse.hpp"
 #include "runtime/queue.hpp"
 #include "spool/spool_access.hpp"
 

@@ -1,7 +1,7 @@
 // Schema migrations: the built-in list, the bookkeeping shared by both kinds of database, and
 // applying them to SQLite (BEGIN IMMEDIATE). PostgreSQL's half (libpqxx, under an advisory lock)
 // is pg_migrate.cpp.
-#include "trackevent/migrate.hpp"
+#include "schema/migrate.hpp"
 
 #include "schema/migrate_internal.hpp"
 #include "schema/schema_data.hpp"

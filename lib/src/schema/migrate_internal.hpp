@@ -2,7 +2,7 @@
 // Private parts of the migrations, shared by migrate.cpp, pg_migrate.cpp, the SQLite sink and
 // the tests.
 
-#include "trackevent/migrate.hpp"
+#include "schema/migrate.hpp"
 
 #include <cstdint>
 #include <map>

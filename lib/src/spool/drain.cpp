@@ -2,12 +2,12 @@
 // under the dispatcher's DeliveryPolicy (runtime/delivery.hpp), so replays stay idempotent and a
 // failure means the same thing here as in a Tracker.
 
-#include "trackevent/drain.hpp"
+#include "spool/drain.hpp"
 
 #include "trackevent/clock.hpp"
-#include "trackevent/log.hpp"
 
 #include "base/result.hpp"
+#include "log/log.hpp"
 #include "pg/connection.hpp"
 #include "runtime/delivery.hpp"
 #include "spool/spool.hpp"

@@ -1,8 +1,7 @@
 // The embedded store: a SQLite file in WAL mode, migrated on open, written one batch per
 // transaction. Also the SQLite helpers of sqlite_util.hpp.
-#include "trackevent/migrate.hpp"
-#include "trackevent/sink.hpp"
-
+#include "config/database_url.hpp"
+#include "schema/migrate.hpp"
 #include "schema/migrate_internal.hpp"
 #include "sqlite/sqlite_util.hpp"
 

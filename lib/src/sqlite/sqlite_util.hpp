@@ -1,7 +1,7 @@
 #pragma once
 // Private SQLite helpers shared by the SQLite sink and the SQLite migrations.
 
-#include "trackevent/sink.hpp"
+#include "config/database_url.hpp"
 
 #include "base/result.hpp"
 

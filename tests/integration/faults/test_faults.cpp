@@ -2,12 +2,12 @@
 // (or to the client process), every accepted event is stored exactly once, and no wait is
 // unbounded. Library faults feed a Tracker from a producer thread while a fault thread breaks and
 // heals the server; client faults run the built CLI on a pipe fed at a pace.
-#include "trackevent/drain.hpp"
-#include "trackevent/log.hpp"
-#include "trackevent/sink.hpp"
 #include "trackevent/tracker.hpp"
 
 #include "cli/cli_support.hpp"
+#include "config/database_url.hpp"
+#include "log/log.hpp"
+#include "spool/drain.hpp"
 #include "spool/spool.hpp"
 #include "support/net.hpp"
 #include "support/pg_schema.hpp"

@@ -1,7 +1,7 @@
 // ParallelSink: one batch over several PostgreSQL connections, and how part results combine.
 #include "trackevent/event.hpp"
-#include "trackevent/sink.hpp"
 
+#include "config/database_url.hpp"
 #include "pg/parallel_sink.hpp"
 #include "support/fake_sink.hpp"
 #include "support/net.hpp"

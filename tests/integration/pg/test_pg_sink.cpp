@@ -1,7 +1,7 @@
 // The PostgreSQL sink against a real server: exact values, idempotency, error classes, deadlines.
 #include "trackevent/event.hpp"
-#include "trackevent/sink.hpp"
 
+#include "config/database_url.hpp"
 #include "support/net.hpp"
 #include "support/pg.hpp"
 #include "support/pg_schema.hpp"

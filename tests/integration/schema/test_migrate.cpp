@@ -1,7 +1,7 @@
 // Migrations against the disposable PostgreSQL (scripts/pg-test-server run -- ...): fresh schema,
 // idempotence, concurrent migrators, checksum tampering, dry run, status, unreachable servers.
-#include "trackevent/migrate.hpp"
-
+#include "config/database_url.hpp"
+#include "schema/migrate.hpp"
 #include "schema/migrate_internal.hpp"
 #include "support/pg.hpp"
 

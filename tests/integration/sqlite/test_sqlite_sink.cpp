@@ -1,9 +1,9 @@
 // The embedded store: a fresh file is created and migrated on open, batches are stored
 // idempotently, SQLite errors become classified failures, and no wait is unbounded.
 #include "trackevent/event.hpp"
-#include "trackevent/migrate.hpp"
-#include "trackevent/sink.hpp"
 
+#include "config/database_url.hpp"
+#include "schema/migrate.hpp"
 #include "sqlite/sqlite_util.hpp"
 
 #include <gtest/gtest.h>

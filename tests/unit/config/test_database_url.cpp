@@ -1,5 +1,5 @@
 // Database URL resolution order, kinds, and password redaction in every form libpq accepts.
-#include "trackevent/sink.hpp"
+#include "config/database_url.hpp"
 
 #include <gtest/gtest.h>
 

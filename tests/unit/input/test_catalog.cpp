@@ -1,4 +1,4 @@
-#include "trackevent/catalog.hpp"
+#include "input/catalog.hpp"
 
 #include <gtest/gtest.h>
 

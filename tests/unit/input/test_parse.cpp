@@ -1,5 +1,5 @@
-#include "trackevent/catalog.hpp"
-#include "trackevent/parse.hpp"
+#include "input/catalog.hpp"
+#include "input/parse.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,11 +1,15 @@
-#include "trackevent/log.hpp"
+#include "log/log.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -200,6 +204,144 @@ TEST_F(LogTest, ConcurrentWritersProduceWholeLines) {
   const auto lines = capture_.lines();
   ASSERT_EQ(lines.size(), 800u);
   for (const auto& l : lines) EXPECT_TRUE(nlohmann::json::accept(l));
+}
+
+// --- Routing: an application's callback (TrackerOptions::log) ---------------------------------
+
+struct Seen {
+  LogLevel level;
+  std::string key;
+  std::string message;
+  Fields fields;
+};
+
+class Recorder {
+ public:
+  LogCallback callback() {
+    return [this](const LogRecord& r) {
+      const std::lock_guard lock(mutex_);
+      seen_.push_back({r.level, std::string(r.key), std::string(r.message), r.fields});
+    };
+  }
+  std::vector<Seen> seen() {
+    const std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<Seen> seen_;
+};
+
+TEST_F(LogTest, ARoutingGetsTheLinesUnformattedInsteadOfTheSink) {
+  Recorder recorder;
+  {
+    Routing routing(recorder.callback());
+    write_limited(Level::warn, "test.route", "batch write failed; retrying",
+                  {{"events", 5000}, {"err", "connection refused"}});
+    info("database reachable again");
+    debug("below the level");
+  }
+  EXPECT_TRUE(capture_.lines().empty());
+  const auto seen = recorder.seen();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].level, LogLevel::warn);
+  EXPECT_EQ(seen[0].key, "test.route");
+  EXPECT_EQ(seen[0].message, "batch write failed; retrying");
+  EXPECT_EQ(seen[0].fields.dump(), R"({"events":5000,"err":"connection refused"})");
+  EXPECT_EQ(seen[1].level, LogLevel::info);
+  EXPECT_EQ(seen[1].key, "");
+  EXPECT_EQ(seen[1].fields, Fields::object());
+  // Closed: lines go to the sink again.
+  info("after");
+  EXPECT_EQ(capture_.lines().size(), 1u);
+  EXPECT_EQ(recorder.seen().size(), 2u);
+}
+
+TEST_F(LogTest, TheNewestOpenRoutingWinsAndTheOneBeforeTakesOver) {
+  Recorder older;
+  Recorder newer;
+  Routing first(older.callback());
+  auto second = std::make_unique<Routing>(newer.callback());
+  info("one");
+  second->close();
+  second->close();  // idempotent
+  info("two");
+  second.reset();
+  first.close();
+  info("three");
+  ASSERT_EQ(newer.seen().size(), 1u);
+  EXPECT_EQ(newer.seen()[0].message, "one");
+  ASSERT_EQ(older.seen().size(), 1u);
+  EXPECT_EQ(older.seen()[0].message, "two");
+  ASSERT_EQ(capture_.lines().size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(capture_.lines()[0])["msg"], "three");
+}
+
+TEST_F(LogTest, ALineTheCallbackCausesGoesToTheSinkAndAThrowIsSwallowed) {
+  int calls = 0;
+  Routing routing([&](const LogRecord& r) {
+    ++calls;
+    error("from inside the callback", {{"outer", std::string(r.message)}});
+    throw std::runtime_error("the application's logger failed");
+  });
+  warn("outer");
+  warn("again");
+  EXPECT_EQ(calls, 2);
+  const auto lines = capture_.lines();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(lines[0])["outer"], "outer");
+}
+
+TEST_F(LogTest, CloseWaitsForACallInProgressAndNoneStartsAfter) {
+  std::mutex m;
+  std::condition_variable cv;
+  bool inside = false;
+  bool release = false;
+  std::atomic<int> calls{0};
+  Routing routing([&](const LogRecord&) {
+    calls.fetch_add(1);
+    std::unique_lock lock(m);
+    inside = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+  });
+  std::thread writer([] { warn("slow"); });
+  {
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return inside; });
+  }
+  std::atomic<bool> closed{false};
+  std::thread closer([&] {
+    routing.close();
+    closed.store(true);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  EXPECT_FALSE(closed.load());  // still waiting for the call in progress
+  {
+    const std::lock_guard lock(m);
+    release = true;
+  }
+  cv.notify_all();
+  closer.join();
+  writer.join();
+  EXPECT_TRUE(closed.load());
+  warn("after close");
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(capture_.lines().size(), 1u);
+}
+
+TEST_F(LogTest, ACallbackMayCloseItsOwnRouting) {
+  std::unique_ptr<Routing> routing;
+  int calls = 0;
+  routing = std::make_unique<Routing>([&](const LogRecord&) {
+    ++calls;
+    routing->close();  // an application closing its Tracker from its logger
+  });
+  warn("closes");
+  warn("after");
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(capture_.lines().size(), 1u);
 }
 
 }  // namespace

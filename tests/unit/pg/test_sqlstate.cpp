@@ -1,5 +1,5 @@
 // Every row of the SQLSTATE table in lib/src/pg/sqlstate.cpp.
-#include "trackevent/sink.hpp"
+#include "pg/sqlstate.hpp"
 
 #include <gtest/gtest.h>
 

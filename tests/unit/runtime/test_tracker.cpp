@@ -1,6 +1,7 @@
-#include "trackevent/log.hpp"
 #include "trackevent/tracker.hpp"
 
+#include "config/database_url.hpp"
+#include "log/log.hpp"
 #include "pg/parallel_sink.hpp"
 #include "spool/spool.hpp"
 #include "support/fake_clock.hpp"

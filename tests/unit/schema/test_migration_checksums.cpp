@@ -1,7 +1,7 @@
 // The migration checksums computed at build time (cmake/EmbedSchema.cmake): the SHA-256 of exactly
 // the SQL compiled in, and the values earlier builds recorded in schema_migrations. Checked
 // against coreutils' sha256sum, an implementation independent of CMake's.
-#include "trackevent/migrate.hpp"
+#include "schema/migrate.hpp"
 
 #include "schema/migrate_internal.hpp"
 

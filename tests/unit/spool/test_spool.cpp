@@ -1,7 +1,7 @@
 // The spool (SQLite WAL shared by threads and processes) and the dead-letter file.
 
-#include "trackevent/drain.hpp"
-
+#include "config/database_url.hpp"
+#include "spool/drain.hpp"
 #include "spool/spool.hpp"
 #include "support/fake_clock.hpp"
 

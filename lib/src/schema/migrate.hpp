@@ -1,7 +1,7 @@
 #pragma once
 /// Schema migrations, compiled into the library from schema/{postgres,sqlite}/NNNN_name.sql.
 
-#include "trackevent/sink.hpp"
+#include "config/database_url.hpp"
 
 #include <stdexcept>
 #include <string>

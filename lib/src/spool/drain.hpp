@@ -2,7 +2,7 @@
 /// Delivering the spool on purpose (`trackevent flush`), and a quick reachability probe
 /// (`ingest --strict`). Both are bounded in time.
 
-#include "trackevent/sink.hpp"
+#include "config/database_url.hpp"
 
 #include <chrono>
 #include <cstddef>

@@ -1,7 +1,9 @@
 #pragma once
-/// Parsing and validation of one JSONL input line into an Event.
+// Parsing and validation of one JSONL input line into an Event (the CLI's input, and the checks
+// Tracker::track() and the C ABI apply to events built in code).
 
 #include "trackevent/event.hpp"
+#include "trackevent/options.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -12,19 +14,6 @@
 namespace trackevent {
 
 class Catalog;
-
-/// Input limits. Each has a CLI option; a line over a limit is rejected with a reason naming it.
-struct Limits {
-  /// Longest input line in bytes. Longer lines are skipped without being buffered whole.
-  std::size_t max_line_bytes = 1024 * 1024;
-  /// Largest `metadata` object, serialised, in bytes. At least 2 (the default `{}`).
-  std::size_t max_metadata_bytes = 32 * 1024;
-  /// Deepest nesting of arrays/objects inside the line (the line's own object is depth 1, so
-  /// metadata's object is depth 2; smaller values act as 2).
-  std::size_t max_depth = 64;
-  /// Most keys in `metadata`, counted over all nested objects.
-  std::size_t max_keys = 1000;
-};
 
 struct ParseOptions {
   Limits limits;
