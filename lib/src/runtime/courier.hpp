@@ -2,9 +2,9 @@
 // Courier: what the dispatcher thread's two modes (live and durable) share: delivering a batch
 // under the DeliveryPolicy, replaying the spool, spooling, counting and reporting.
 
-#include "log/log.hpp"
 #include "trackevent/sink.hpp"
 
+#include "log/log.hpp"
 #include "runtime/batch_runner.hpp"
 #include "runtime/batcher.hpp"
 #include "runtime/delivery.hpp"

@@ -1,9 +1,8 @@
 // The PostgreSQL half of the schema migrations: libpqxx, under an advisory lock, on a connection
 // opened by pg::Connection (the one connect path: deadline, defaults, password scrubbing) and
 // lent to libpqxx through a connection policy.
-#include "schema/migrate.hpp"
-
 #include "pg/connection.hpp"
+#include "schema/migrate.hpp"
 #include "schema/migrate_internal.hpp"
 
 #include <pqxx/pqxx>

@@ -1,9 +1,8 @@
 #pragma once
 // Private SQLite helpers shared by the SQLite sink and the SQLite migrations.
 
-#include "config/database_url.hpp"
-
 #include "base/result.hpp"
+#include "config/database_url.hpp"
 
 #include <sqlite3.h>
 

@@ -2,7 +2,6 @@
 // the SQL compiled in, and the values earlier builds recorded in schema_migrations. Checked
 // against coreutils' sha256sum, an implementation independent of CMake's.
 #include "schema/migrate.hpp"
-
 #include "schema/migrate_internal.hpp"
 
 #include <gtest/gtest.h>
