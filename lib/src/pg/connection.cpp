@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -119,7 +120,7 @@ void send_cancel_detached(PGconn* conn) noexcept {
       PQcancel(cancel, err.data(), static_cast<int>(err.size()));
       PQfreeCancel(cancel);
     }).detach();
-  } catch (...) {
+  } catch (const std::exception&) {  // std::system_error, std::bad_alloc
     PQfreeCancel(cancel);  // no thread: give up on the cancel, the caller drops the connection
   }
 }

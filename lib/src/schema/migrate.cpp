@@ -182,30 +182,32 @@ AppliedRows sqlite_read_applied(sqlite3* db) {
 /// Returns false when it was already applied.
 bool sqlite_apply_one(sqlite3* db, const Migration& m) {
   detail::sqlite_exec(db, "BEGIN IMMEDIATE");
-  try {
-    detail::sqlite_exec(db, kSqliteCreateBookkeeping);
-    const AppliedRows now = sqlite_read_applied(db);
-    if (const auto it = now.find(m.version); it != now.end()) {
-      if (it->second.checksum != m.checksum) throw MigrateError(mismatch_message(m), false);
-      detail::sqlite_exec(db, "COMMIT");
-      return false;
+  // Whatever ends this function early (a failed statement throws) leaves no transaction open.
+  struct RollbackUnlessDone {
+    sqlite3* db;
+    ~RollbackUnlessDone() {
+      if (sqlite3_get_autocommit(db) == 0) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     }
-    detail::sqlite_exec(db, m.sql.c_str());
-    detail::SqliteStmt ins = detail::sqlite_prepare(
-        db, "INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)");
-    sqlite3_bind_int(ins.get(), 1, m.version);
-    sqlite3_bind_text(ins.get(), 2, m.name.data(), static_cast<int>(m.name.size()), SQLITE_STATIC);
-    sqlite3_bind_text(ins.get(), 3, m.checksum.data(), static_cast<int>(m.checksum.size()),
-                      SQLITE_STATIC);
-    if (const int rc = sqlite3_step(ins.get()); rc != SQLITE_DONE) {
-      throw detail::SqliteError(rc, detail::sqlite_message(db, rc));
-    }
+  } rollback{db};
+  detail::sqlite_exec(db, kSqliteCreateBookkeeping);
+  const AppliedRows now = sqlite_read_applied(db);
+  if (const auto it = now.find(m.version); it != now.end()) {
+    if (it->second.checksum != m.checksum) throw MigrateError(mismatch_message(m), false);
     detail::sqlite_exec(db, "COMMIT");
-    return true;
-  } catch (...) {
-    if (sqlite3_get_autocommit(db) == 0) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
+    return false;
   }
+  detail::sqlite_exec(db, m.sql.c_str());
+  detail::SqliteStmt ins = detail::sqlite_prepare(
+      db, "INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)");
+  sqlite3_bind_int(ins.get(), 1, m.version);
+  sqlite3_bind_text(ins.get(), 2, m.name.data(), static_cast<int>(m.name.size()), SQLITE_STATIC);
+  sqlite3_bind_text(ins.get(), 3, m.checksum.data(), static_cast<int>(m.checksum.size()),
+                    SQLITE_STATIC);
+  if (const int rc = sqlite3_step(ins.get()); rc != SQLITE_DONE) {
+    throw detail::SqliteError(rc, detail::sqlite_message(db, rc));
+  }
+  detail::sqlite_exec(db, "COMMIT");
+  return true;
 }
 
 detail::SqliteDb sqlite_open_for_migrate(const std::string& path, bool create) {

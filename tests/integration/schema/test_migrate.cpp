@@ -389,7 +389,8 @@ TEST(MigratePostgres, AConnectionLostMidRunIsReportedNotReopened) {
       std::this_thread::sleep_for(50ms);
       if (scalar(url,
                  "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
-                 "application_name = 'trackevent migrate' AND wait_event_type = 'Lock'") != "0") {
+                 "application_name = 'trackevent migrate' AND wait_event_type = 'Lock' AND "
+                 "datname = current_database()") != "0") {
         return;
       }
     }
