@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <set>
@@ -16,6 +17,21 @@
 #include <vector>
 
 namespace trackevent::test {
+
+/// A valid event whose id (a UUIDv7 shape) ends in `n`, so tests can tell events apart and reject
+/// chosen ones by id: org 1, no user, event "test.event".
+inline Event numbered_event(std::uint32_t n) {
+  Event e;
+  e.event_id.bytes[0] = 0x01;
+  e.event_id.bytes[6] = 0x70;
+  e.event_id.bytes[12] = static_cast<std::uint8_t>(n >> 24);
+  e.event_id.bytes[13] = static_cast<std::uint8_t>(n >> 16);
+  e.event_id.bytes[14] = static_cast<std::uint8_t>(n >> 8);
+  e.event_id.bytes[15] = static_cast<std::uint8_t>(n);
+  e.org_id = 1;
+  e.event_name = "test.event";
+  return e;
+}
 
 class FakeSink final : public Sink {
  public:

@@ -1,14 +1,12 @@
 // pg::Connection, the one PostgreSQL connection type: errors as {kind, sqlstate, message,
 // constraint}, the state a failed call leaves, deadlines, COPY, and password scrubbing.
 #include "pg/connection.hpp"
+#include "support/net.hpp"
 #include "support/pg.hpp"
 
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -20,18 +18,8 @@ using trackevent::test::fresh_database;
 
 namespace {
 
-/// A port on 127.0.0.1 that refuses connections (bound, then closed again).
-int refusing_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+/// A port on 127.0.0.1 that refuses connections.
+int refusing_port() { return trackevent::test::closed_port(); }
 
 pg::Connection open_or_fail(const std::string& url, pg::Settings settings = {}) {
   const pg::Conninfo ci(url);

@@ -18,18 +18,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Event make_event(std::uint32_t n) {
-  Event e;
-  e.event_id.bytes[0] = 0x01;
-  e.event_id.bytes[6] = 0x70;
-  e.event_id.bytes[12] = static_cast<std::uint8_t>(n >> 24);
-  e.event_id.bytes[13] = static_cast<std::uint8_t>(n >> 16);
-  e.event_id.bytes[14] = static_cast<std::uint8_t>(n >> 8);
-  e.event_id.bytes[15] = static_cast<std::uint8_t>(n);
-  e.org_id = 1;
-  e.event_name = "test.event";
-  return e;
-}
+Event make_event(std::uint32_t n) { return test::numbered_event(n); }
 
 std::vector<Event> make_batch(std::uint32_t n) {
   std::vector<Event> batch;

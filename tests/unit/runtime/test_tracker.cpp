@@ -34,16 +34,8 @@ using namespace std::chrono_literals;
 using test::FakeSink;
 
 Event make_event(std::uint32_t n) {
-  Event e;
-  e.event_id.bytes[0] = 0x01;
-  e.event_id.bytes[6] = 0x70;
-  e.event_id.bytes[12] = static_cast<std::uint8_t>(n >> 24);
-  e.event_id.bytes[13] = static_cast<std::uint8_t>(n >> 16);
-  e.event_id.bytes[14] = static_cast<std::uint8_t>(n >> 8);
-  e.event_id.bytes[15] = static_cast<std::uint8_t>(n);
-  e.org_id = 1;
+  Event e = test::numbered_event(n);
   e.user_id = 2;
-  e.event_name = "test.event";
   e.occurred_at_us = 1'700'000'000'000'000;
   return e;
 }
