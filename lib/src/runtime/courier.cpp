@@ -176,10 +176,9 @@ void Courier::sink_succeeded() {
 void Courier::replay_spool_once(OwnRows* own, const std::function<void()>& quiesce) {
   replay_due_ = false;
   if (!s_.sink || policy_.held_back()) return;
-  const auto lease = s_.options.durable ? kDurableLease : kSpoolLease;
   const std::size_t most =
       std::min(std::max<std::size_t>(s_.options.batch_size, 1), policy_.row_cap());
-  auto claim = s_.spool.claim(most, lease);
+  auto claim = s_.spool.claim(most, claim_lease_.lease());
   if (!claim || claim->empty()) {
     if (own != nullptr) own->reconcile(s_);
     return;
@@ -241,7 +240,7 @@ void Courier::replay_spool_once(OwnRows* own, const std::function<void()>& quies
   Counters::add(s_.counters.unspooled, out.stored + out.duplicates - (own_done - own_dead));
   s_.durable_backlog.fetch_sub(static_cast<std::int64_t>(own_done));
   if (!back.empty()) {
-    s_.spool.release(back);
+    (void)s_.spool.release(back);  // unreleased rows come back when their lease ends
     sink_failed(*out.failure, back.size());
     return;
   }

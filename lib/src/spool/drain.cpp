@@ -124,6 +124,9 @@ class Drainer {
 
   /// Delivers one claim. Fails when the database cannot take writes; what was not written is
   /// then given back to other processes, and the error says why.
+  /// The lease each claim is taken with (and renewed for while it is delivered).
+  [[nodiscard]] std::chrono::seconds lease() const noexcept { return lease_.lease(); }
+
   detail::Result<> deliver(std::vector<detail::SpooledEvent>& claimed) {
     lease_.claimed();
     events_.clear();
@@ -232,7 +235,7 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
         result.outcome = DrainResult::Outcome::timed_out;
         break;
       }
-      auto claim = spool->claim(batch_size, kLease);
+      auto claim = spool->claim(batch_size, drainer.lease());
       if (!claim || claim->empty()) {
         const auto counted_left = spool->count();
         const std::int64_t left = counted_left ? *counted_left : -1;

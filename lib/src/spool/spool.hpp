@@ -113,6 +113,8 @@ class LeaseRenewer {
   LeaseRenewer(
       Spool& spool, std::chrono::seconds lease,
       std::function<TimePoint()> now = [] { return std::chrono::steady_clock::now(); });
+  /// The lease a claim is taken with and renewed for.
+  [[nodiscard]] std::chrono::seconds lease() const noexcept { return lease_; }
   /// The rows were claimed just now: the count starts again.
   void claimed() noexcept;
   /// Half the lease has passed since claimed() or the last successful renew().
