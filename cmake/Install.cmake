@@ -53,6 +53,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/completions/trackevent.fish OPTIONAL
   DESTINATION ${CMAKE_INSTALL_DATADIR}/fish/vendor_completions.d COMPONENT runtime)
 install(FILES ${PROJECT_SOURCE_DIR}/schema/events.json OPTIONAL
   DESTINATION ${CMAKE_INSTALL_DATADIR}/trackevent COMPONENT runtime)
+# Run by hand with psql to hand partition upkeep over to pg_partman (docs/scale.md).
+install(FILES ${PROJECT_SOURCE_DIR}/schema/pg_partman/handover.sql
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/trackevent/pg_partman COMPONENT runtime)
 
 # CMake package: targets, config, version, and the catalog->header function.
 install(EXPORT trackeventTargets NAMESPACE trackevent:: FILE trackeventTargets.cmake
