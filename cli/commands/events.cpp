@@ -38,6 +38,9 @@ int run_events(const EventsOptions& o, const GlobalOptions& global) {
     for (const auto& e : entries) std::printf("%s\n", e.name.c_str());
     return exit_code::ok;
   }
+  if (loaded.catalog && !loaded.catalog->version().empty()) {
+    std::printf("catalog version %s\n", loaded.catalog->version().c_str());
+  }
   if (entries.empty()) return exit_code::ok;
   std::size_t width = 4;
   for (const auto& e : entries) width = std::max(width, e.name.size());
