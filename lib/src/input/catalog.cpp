@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -39,14 +40,64 @@ bool known(const std::array<std::string_view, N>& keys, std::string_view key) {
   return std::find(keys.begin(), keys.end(), key) != keys.end();
 }
 
+// A parser callback that records, in `out`, the JSON pointer of the first key that appears twice
+// in one object (nlohmann itself keeps the last one silently).
+auto duplicate_key_finder(std::string& out) {
+  struct Frame {
+    bool array = false;
+    std::size_t index = 0;
+    std::string key;
+    std::set<std::string> keys;
+  };
+  return [&out, frames = std::vector<Frame>{}](int /*depth*/, nlohmann::json::parse_event_t event,
+                                               nlohmann::json& parsed) mutable {
+    using E = nlohmann::json::parse_event_t;
+    const auto element_done = [&frames] {
+      if (!frames.empty() && frames.back().array) ++frames.back().index;
+    };
+    switch (event) {
+      case E::object_start:
+        frames.push_back(Frame{});
+        break;
+      case E::array_start:
+        frames.push_back(Frame{.array = true, .index = 0, .key = {}, .keys = {}});
+        break;
+      case E::key: {
+        Frame& top = frames.back();
+        top.key = parsed.get<std::string>();
+        if (!top.keys.insert(top.key).second && out.empty()) {
+          for (std::size_t i = 0; i + 1 < frames.size(); ++i) {
+            out += frames[i].array ? "/" + std::to_string(frames[i].index)
+                                   : detail::pointer_segment(frames[i].key);
+          }
+          out += detail::pointer_segment(top.key);
+        }
+        break;
+      }
+      case E::object_end:
+      case E::array_end:
+        frames.pop_back();
+        element_done();
+        break;
+      case E::value:
+        element_done();
+        break;
+    }
+    return true;
+  };
+}
+
 // Errors name the place by JSON pointer (RFC 6901), e.g. "/events/3/metadata/properties/bytes".
 Result<Checked> check_catalog(std::string_view json) {
   nlohmann::json doc;
+  std::string duplicate;  // the pointer of the first key seen twice in one object
   try {
-    doc = nlohmann::json::parse(json);
+    doc = nlohmann::json::parse(json, duplicate_key_finder(duplicate));
   } catch (const nlohmann::json::exception& e) {
     return Error{std::string("invalid JSON: ") + e.what()};
   }
+  // nlohmann keeps the last of two equal keys; a plan that says "bytes" twice is a mistake.
+  if (!duplicate.empty()) return Error{duplicate + ": key given twice in one object"};
   if (!doc.is_object()) return Error{"expected a JSON object with an \"events\" array"};
   for (const auto& [key, value] : doc.items()) {
     if (!known(kTopKeys, key)) {

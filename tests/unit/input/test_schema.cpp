@@ -285,6 +285,14 @@ TEST(CatalogSchema, ErrorsNameThePointer) {
             std::string::npos);
   EXPECT_NE(catalog_error(R"({"version":[1],"events":[]})").find("/version: expected"),
             std::string::npos);
+  // A key given twice in one object is not silently resolved to the last one.
+  EXPECT_NE(catalog_error(R"({"events":[{"name":"a.b"},{"name":"c.d","metadata":{"properties":
+              {"n":{"type":"integer"},"m":[1,{"x":1}],"n":{"type":"string"}}}}]})")
+                .find("/events/1/metadata/properties/n: key given twice in one object"),
+            std::string::npos);
+  EXPECT_NE(catalog_error(R"({"events":[{"name":"a.b","name":"c.d"}]})")
+                .find("/events/0/name: key given twice"),
+            std::string::npos);
   EXPECT_NE(catalog_error(R"({"events":[{"name":"a.b","metadata":[]}]})")
                 .find("/events/0/metadata: expected a schema"),
             std::string::npos);
