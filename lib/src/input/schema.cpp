@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <new>
 #include <utility>
 
@@ -647,8 +648,18 @@ std::optional<Violation> MetadataSchema::check(std::string_view metadata) const 
   try {
     thread_local dom::parser parser;
     thread_local Checker checker;
+    // A padded copy in a buffer kept per thread: parse() would otherwise allocate one per call.
+    thread_local std::unique_ptr<char[]> buffer;
+    thread_local std::size_t capacity = 0;
+    const std::size_t need = metadata.size() + simdjson::SIMDJSON_PADDING;
+    if (capacity < need) {
+      capacity = std::max<std::size_t>(need, 4096);
+      buffer = std::make_unique<char[]>(capacity);
+    }
+    std::memcpy(buffer.get(), metadata.data(), metadata.size());
+    std::memset(buffer.get() + metadata.size(), 0, simdjson::SIMDJSON_PADDING);
     dom::element root;
-    if (auto e = parser.parse(metadata.data(), metadata.size()).get(root); e) {
+    if (auto e = parser.parse(buffer.get(), metadata.size(), false).get(root); e) {
       return Violation{"metadata: json",
                        std::string("metadata: invalid JSON: ") + simdjson::error_message(e)};
     }
