@@ -66,9 +66,16 @@ struct MetadataSchema::Node {
   std::string pattern_text;
   std::unique_ptr<Node> items;
 
+  // Names ordered by length first: most comparisons in a lookup are then settled by the length
+  // alone (the check looks up every key of every event).
+  static bool before(std::string_view a, std::string_view b) noexcept {
+    return a.size() != b.size() ? a.size() < b.size() : a < b;
+  }
+
   [[nodiscard]] const Node* property(std::string_view name) const noexcept {
-    const auto it = std::lower_bound(by_name.begin(), by_name.end(), name,
-                                     [](const auto& p, std::string_view n) { return p.first < n; });
+    const auto it =
+        std::lower_bound(by_name.begin(), by_name.end(), name,
+                         [](const auto& p, std::string_view n) { return before(p.first, n); });
     return it != by_name.end() && it->first == name ? it->second : nullptr;
   }
 };
@@ -308,7 +315,7 @@ Result<std::unique_ptr<Node>> compile_keywords(const nlohmann::json& s, const st
   }
   for (const auto& [name, child] : node->properties) node->by_name.emplace_back(name, child.get());
   std::sort(node->by_name.begin(), node->by_name.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+            [](const auto& a, const auto& b) { return Node::before(a.first, b.first); });
   return node;
 }
 
