@@ -244,6 +244,9 @@ T="/usr/bin/time -v -o \"\$TIMEF\""
 declare -A cmd
 cmd[trackevent_ingest]="$T env TRACKEVENT_SPOOL_DIR=\$WORK/spool/state XDG_STATE_HOME=\$WORK/spool/state XDG_DATA_HOME=\$WORK/spool/data \"\$TE_BIN\" --db '$DB_URL' ingest '$jsonl'"
 cmd[trackevent_ingest_c1]="${cmd[trackevent_ingest]} --connections 1"
+# The tracking plan's cost: every line checked against bench/catalog50.json (50 events, each with a
+# metadata schema; the corpus's 20 names describe every key it writes), --catalog-mode reject.
+cmd[trackevent_ingest_catalog]="$T env TRACKEVENT_SPOOL_DIR=\$WORK/spool/state XDG_STATE_HOME=\$WORK/spool/state XDG_DATA_HOME=\$WORK/spool/data \"\$TE_BIN\" --db '$DB_URL' --catalog '$bench/catalog50.json' ingest '$jsonl'"
 cmd[psql_copy]="$T psql -X -q -v ON_ERROR_STOP=1 -c \"\\copy analytics_events($COLS) from '$csv' (format csv)\""
 cmd[jq_psql_copy]="set -o pipefail; /usr/bin/time -v -o \"\$TIMEF.jq\" jq -r '[.event_id,.org_id,.user_id,.event_name,(.metadata|tojson),.occurred_at] | @csv' '$jsonl' | $T psql -X -q -v ON_ERROR_STOP=1 -c \"\\copy analytics_events($COLS) from stdin (format csv)\""
 cmd[psql_insert]="$T psql -X -q -v ON_ERROR_STOP=1 -f '$sample_sql'"
@@ -255,6 +258,11 @@ if [[ $have_te -eq 1 ]]; then
     methods+=(trackevent_ingest_c1)
   else
     note "trackevent ingest --help lists no --connections option; the 1-connection variant is skipped"
+  fi
+  if te --help 2>/dev/null | grep -q -- '--catalog-mode'; then
+    methods+=(trackevent_ingest_catalog)
+  else
+    note "trackevent --help lists no --catalog-mode option; the catalog variant is skipped"
   fi
 fi
 methods+=(psql_copy jq_psql_copy psql_insert)

@@ -92,6 +92,13 @@ void setup_globals(CLI::App& app, GlobalOptions& g) {
                  "event catalog (JSON); names outside it are rejected (default: "
                  "$TRACKEVENT_CATALOG)")
       ->type_name("FILE");
+  // The tracking plan (issue 18): what the catalog's metadata schemas do.
+  app.add_option("--catalog-mode", g.catalog_mode,
+                 "metadata that breaks the catalog's schema: reject the event, warn (keep it, "
+                 "count it in the summary), or off (not checked)")
+      ->capture_default_str()
+      ->type_name("MODE")
+      ->check(CLI::IsMember({"reject", "warn", "off"}));
 }
 
 }  // namespace

@@ -67,9 +67,25 @@ void log_summary(const RunCounts& c) {
     }
   }
   if (!c.database.empty()) fields["database"] = c.database;
+  if (!c.catalog_warnings.empty()) fields["catalog_warnings"] = c.catalog_warnings;
   // Report rate-limited lines now, so the summary is the last line a script has to look at.
   log::flush_suppressed();
   log::info("summary", fields);
+}
+
+void warn_on_violation(const Catalog& catalog, const Event& event, std::string_view source,
+                       std::uint64_t line, RunCounts& counts) {
+  const auto violation = catalog.check(event.event_name, event.metadata);
+  if (!violation) return;
+  ++counts.catalog_warnings[event.event_name][violation->rule];
+  log::write_limited(log::Level::warn, "catalog." + event.event_name + " " + violation->rule,
+                     "metadata breaks the catalog's schema (kept: --catalog-mode warn)",
+                     {{"source", source},
+                      {"line", line},
+                      {"event_name", event.event_name},
+                      {"rule", violation->rule},
+                      {"err", violation->message}},
+                     1);
 }
 
 int exit_status(const RunCounts& c) {

@@ -8,8 +8,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace trackevent::cli {
 
@@ -50,7 +52,16 @@ struct RunCounts {
   std::optional<UnreadInput> unread;
   std::int64_t elapsed_ms = 0;
   std::string database;  ///< password-free, empty for --check
+  /// --catalog-mode warn: events kept although their metadata broke the schema, by event name
+  /// and rule (the summary's catalog_warnings).
+  std::map<std::string, std::map<std::string, std::uint64_t>> catalog_warnings;
 };
+
+/// --catalog-mode warn: checks an event the parser accepted against its schema. A violation is
+/// counted in `counts` and logged, at most once a second per event name and rule; the event is
+/// kept either way.
+void warn_on_violation(const Catalog& catalog, const Event& event, std::string_view source,
+                       std::uint64_t line, RunCounts& counts);
 
 /// Logs the "summary" info line, as the run's last log line (suppressed-line reports go first).
 void log_summary(const RunCounts& counts);

@@ -65,4 +65,10 @@ std::chrono::milliseconds seconds_to_ms(double seconds) {
   return std::chrono::milliseconds{static_cast<long long>(std::llround(seconds * 1000.0))};
 }
 
+CatalogMode catalog_mode(const GlobalOptions& global) {
+  if (global.catalog_mode == "warn") return CatalogMode::warn;
+  if (global.catalog_mode == "off") return CatalogMode::off;
+  return CatalogMode::reject;
+}
+
 }  // namespace trackevent::cli

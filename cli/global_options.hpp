@@ -1,6 +1,8 @@
 #pragma once
 // Options every subcommand sees, and the small helpers that interpret them the same way for all.
 
+#include "trackevent/options.hpp"
+
 #include "config/database_url.hpp"
 #include "input/catalog.hpp"
 
@@ -23,6 +25,8 @@ struct GlobalOptions {
   bool quiet = false;
   /// --catalog FILE, else $TRACKEVENT_CATALOG; unset: event names are not checked against a list.
   std::optional<std::filesystem::path> catalog;
+  /// --catalog-mode reject|warn|off: what the catalog's metadata schemas do (CatalogMode).
+  std::string catalog_mode = "reject";
 };
 
 /// Configures trackevent::log from the options. Text is coloured only on a terminal without
@@ -52,6 +56,9 @@ struct LoadedCatalog {
   std::string error;
 };
 [[nodiscard]] LoadedCatalog load_catalog(const GlobalOptions& global);
+
+/// --catalog-mode as a CatalogMode (the parser has checked the word).
+[[nodiscard]] CatalogMode catalog_mode(const GlobalOptions& global);
 
 /// Seconds given on the command line (fractions allowed) as milliseconds, never negative.
 [[nodiscard]] std::chrono::milliseconds seconds_to_ms(double seconds);

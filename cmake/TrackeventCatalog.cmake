@@ -6,6 +6,12 @@
 #
 #   user.signed_in  ->  namespace events { inline constexpr std::string_view user_signed_in = ...; }
 #
+# An entry with a "metadata" schema (a tracking plan) also gets a struct of typed fields, named in
+# CamelCase (backup.completed -> events::BackupCompleted; std::optional for keys not required),
+# with metadata(const BackupCompleted&) and track(tracker, org_id, user_id, const BackupCompleted&),
+# so a misspelt field or a string for an integer fails to compile. Such a header includes
+# <trackevent/tracker.hpp>: <tgt> must link trackevent::trackevent.
+#
 # The header is regenerated whenever the catalog changes, and its directory is added to <tgt>'s
 # include path (PUBLIC, build tree only). Runs in CMake script mode: no Python needed.
 include_guard(GLOBAL)

@@ -12,6 +12,20 @@ __trackevent_events() {
   "${COMP_WORDS[0]}" "${catalog[@]}" events --names 2>/dev/null
 }
 
+# Metadata keys for `send -m KEY=`: those the catalog's schema gives the --event on the line.
+__trackevent_meta_keys() {
+  local -a catalog=()
+  local event= i key
+  for ((i = 1; i + 1 < ${#COMP_WORDS[@]}; i++)); do
+    [[ ${COMP_WORDS[i]} == --catalog ]] && catalog=(--catalog "${COMP_WORDS[i + 1]}")
+    [[ ${COMP_WORDS[i]} == --event ]] && event=${COMP_WORDS[i + 1]}
+  done
+  [[ -n $event ]] || return 0
+  while IFS= read -r key; do
+    printf '%s=\n' "$key"
+  done < <("${COMP_WORDS[0]}" "${catalog[@]}" events --keys "$event" 2>/dev/null)
+}
+
 __trackevent_files() {
   if declare -F _filedir >/dev/null; then
     _filedir
@@ -39,7 +53,7 @@ _trackevent() {
   local cmd= i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
-      --db|--log-format|--log-level|--catalog)
+      --db|--log-format|--log-level|--catalog|--catalog-mode)
         if [[ ${words[i + 1]} == = ]]; then ((i += 2)); else ((i++)); fi ;;
       -* | =) ;;
       *)
@@ -51,7 +65,7 @@ _trackevent() {
 
   # The value of an option.
   case $cmd:$prev in
-    :--db | send:--org | send:--user | send:--meta | send:-m | send:--at | send:--id | send:--timeout | ingest:--batch-size | ingest:--flush-interval | ingest:--queue-size | ingest:--flush-timeout | ingest:--connections | ingest:--max-line-bytes | ingest:--max-metadata-bytes | ingest:--max-depth | ingest:--max-keys | flush:--timeout | flush:--batch-size | status:--max-age | status:--timeout | dead-letters:--older-than | dead-letters:--timeout | dead-letters:--batch-size)
+    :--db | send:--org | send:--user | send:--meta | send:--at | send:--id | send:--timeout | ingest:--batch-size | ingest:--flush-interval | ingest:--queue-size | ingest:--flush-timeout | ingest:--connections | ingest:--max-line-bytes | ingest:--max-metadata-bytes | ingest:--max-depth | ingest:--max-keys | flush:--timeout | flush:--batch-size | events:--show | events:--keys | status:--max-age | status:--timeout | dead-letters:--older-than | dead-letters:--timeout | dead-letters:--batch-size)
       return
       ;;
     :--log-format)
@@ -66,8 +80,17 @@ _trackevent() {
       __trackevent_files
       return
       ;;
+    :--catalog-mode)
+      COMPREPLY=($(compgen -W 'reject warn off' -- "$cur"))
+      return
+      ;;
     send:--event)
       COMPREPLY=($(compgen -W "$(__trackevent_events)" -- "$cur"))
+      return
+      ;;
+    send:-m)
+      COMPREPLY=($(compgen -W "$(__trackevent_meta_keys)" -- "$cur"))
+      compopt -o nospace 2>/dev/null
       return
       ;;
     ingest:--on-full)
@@ -86,12 +109,12 @@ _trackevent() {
 
   if [[ $cur == -* ]]; then
     case $cmd in
-      '') COMPREPLY=($(compgen -W '-h --help --version --db --log-format --log-level -q --quiet --catalog' -- "$cur")) ;;
+      '') COMPREPLY=($(compgen -W '-h --help --version --db --log-format --log-level -q --quiet --catalog --catalog-mode' -- "$cur")) ;;
       migrate) COMPREPLY=($(compgen -W '-h --help --status --dry-run' -- "$cur")) ;;
       send) COMPREPLY=($(compgen -W '-h --help --org --user --event --meta -m --at --id --timeout --durable --background' -- "$cur")) ;;
       ingest) COMPREPLY=($(compgen -W '-h --help --tee --batch-size --flush-interval --queue-size --on-full --flush-timeout --durable --check --progress --no-progress --strict --connections --max-line-bytes --max-metadata-bytes --max-depth --max-keys' -- "$cur")) ;;
       flush) COMPREPLY=($(compgen -W '-h --help --timeout --batch-size --exclusive' -- "$cur")) ;;
-      events) COMPREPLY=($(compgen -W '-h --help --json --names' -- "$cur")) ;;
+      events) COMPREPLY=($(compgen -W '-h --help --json --names --show --keys' -- "$cur")) ;;
       status) COMPREPLY=($(compgen -W '-h --help --format --output --max-age --timeout --no-db' -- "$cur")) ;;
       dead-letters) COMPREPLY=($(compgen -W '-h --help --format --older-than --timeout --batch-size' -- "$cur")) ;;
       completions) COMPREPLY=($(compgen -W '-h --help' -- "$cur")) ;;

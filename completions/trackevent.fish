@@ -12,6 +12,21 @@ function __trackevent_events
     $tokens[1] $catalog events --names 2>/dev/null
 end
 
+# Metadata keys for `send -m KEY=`: those the catalog's schema gives the chosen --event.
+function __trackevent_meta_keys
+    set -l tokens (commandline -opc)
+    set -l catalog
+    set -l i (contains -i -- --catalog $tokens)
+    and test $i -lt (count $tokens)
+    and set catalog --catalog $tokens[(math $i + 1)]
+    set -l j (contains -i -- --event $tokens)
+    and test $j -lt (count $tokens)
+    or return
+    for key in ($tokens[1] $catalog events --keys $tokens[(math $j + 1)] 2>/dev/null)
+        echo $key=
+    end
+end
+
 complete -c trackevent -f
 
 # trackevent
@@ -30,6 +45,7 @@ complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest f
 complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -l log-level -x -a 'trace debug info warn error critical off' -d 'least severe log line shown'
 complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -s q -l quiet -d 'log errors only'
 complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -l catalog -r -F -d 'event catalog'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -l catalog-mode -x -a 'reject warn off' -d 'metadata that breaks the catalog\'s schema: reject the event, warn, or off'
 
 # trackevent migrate
 complete -c trackevent -n '__fish_seen_subcommand_from migrate' -s h -l help -d 'Print this help message and exit'
@@ -42,7 +58,7 @@ complete -c trackevent -n '__fish_seen_subcommand_from send' -l org -x -d 'org_i
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l user -x -d 'user_id'
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l event -x -a '(__trackevent_events)' -d 'event name, e.g. backup.completed'
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l meta -x -d 'metadata as a JSON object'
-complete -c trackevent -n '__fish_seen_subcommand_from send' -s m -x -d 'one metadata field'
+complete -c trackevent -n '__fish_seen_subcommand_from send' -s m -x -a '(__trackevent_meta_keys)' -d 'one metadata field'
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l at -x -d 'when it happened'
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l id -x -d 'event_id'
 complete -c trackevent -n '__fish_seen_subcommand_from send' -l timeout -x -d 'seconds to wait for delivery'
@@ -78,6 +94,8 @@ complete -c trackevent -n '__fish_seen_subcommand_from flush' -l exclusive -d 'd
 complete -c trackevent -n '__fish_seen_subcommand_from events' -s h -l help -d 'Print this help message and exit'
 complete -c trackevent -n '__fish_seen_subcommand_from events' -l json -d 'print a JSON array of {name, description}'
 complete -c trackevent -n '__fish_seen_subcommand_from events' -l names -d 'print only the names, one per line'
+complete -c trackevent -n '__fish_seen_subcommand_from events' -l show -x -d 'print NAME\'s entry as JSON, its metadata schema included'
+complete -c trackevent -n '__fish_seen_subcommand_from events' -l keys -x -d 'print the metadata keys NAME\'s schema declares, one per line'
 
 # trackevent status
 complete -c trackevent -n '__fish_seen_subcommand_from status' -s h -l help -d 'Print this help message and exit'

@@ -18,6 +18,7 @@ enum class ValueKind {
   choice,  ///< one of `choices` (CLI11's IsMember)
   file,    ///< a path (type name FILE)
   event,   ///< an event name from the catalog, listed at completion time
+  meta,    ///< `send -m KEY=`: the metadata keys the catalog's schema gives the chosen --event
 };
 
 struct OptionSpec {
@@ -103,6 +104,8 @@ OptionSpec describe_option(CLI::Option& opt, const std::string& command) {
     spec.kind = ValueKind::file;
   } else if (command == "send" && spec.longs == std::vector<std::string>{"event"}) {
     spec.kind = ValueKind::event;
+  } else if (command == "send" && spec.shorts == std::vector<std::string>{"m"}) {
+    spec.kind = ValueKind::meta;
   }
   return spec;
 }
@@ -188,6 +191,20 @@ __trackevent_events() {
   "${COMP_WORDS[0]}" "${catalog[@]}" events --names 2>/dev/null
 }
 
+# Metadata keys for `send -m KEY=`: those the catalog's schema gives the --event on the line.
+__trackevent_meta_keys() {
+  local -a catalog=()
+  local event= i key
+  for ((i = 1; i + 1 < ${#COMP_WORDS[@]}; i++)); do
+    [[ ${COMP_WORDS[i]} == --catalog ]] && catalog=(--catalog "${COMP_WORDS[i + 1]}")
+    [[ ${COMP_WORDS[i]} == --event ]] && event=${COMP_WORDS[i + 1]}
+  done
+  [[ -n $event ]] || return 0
+  while IFS= read -r key; do
+    printf '%s=\n' "$key"
+  done < <("${COMP_WORDS[0]}" "${catalog[@]}" events --keys "$event" 2>/dev/null)
+}
+
 __trackevent_files() {
   if declare -F _filedir >/dev/null; then
     _filedir
@@ -253,6 +270,11 @@ _trackevent() {
         case ValueKind::event:
           action = "COMPREPLY=($(compgen -W \"$(__trackevent_events)\" -- \"$cur\"))";
           break;
+        case ValueKind::meta:
+          action =
+              "COMPREPLY=($(compgen -W \"$(__trackevent_meta_keys)\" -- \"$cur\"))\n"
+              "      compopt -o nospace 2>/dev/null";
+          break;
         case ValueKind::none:
           break;
       }
@@ -306,6 +328,7 @@ _trackevent() {
         s << "    " << c.name << ") COMPREPLY=($(compgen -W \"$(__trackevent_events)\" -- "
           << "\"$cur\")) ;;\n";
         break;
+      case ValueKind::meta:
       case ValueKind::none:
         break;
     }
@@ -337,6 +360,8 @@ std::string zsh_action(const OptionSpec& o) {
       return "_files";
     case ValueKind::event:
       return "_trackevent_events";
+    case ValueKind::meta:
+      return "_trackevent_meta_keys";
     case ValueKind::none:
       break;
   }
@@ -393,6 +418,17 @@ _trackevent_events() {
   [[ -n $te_catalog ]] && catalog=(--catalog ${(Q)te_catalog})
   names=(${(f)"$(_call_program events ${(Q)te_program} $catalog events --names 2>/dev/null)"})
   _wanted events expl 'event name' compadd -a names
+}
+
+# Metadata keys for `send -m KEY=`: those the catalog's schema gives the chosen --event.
+(( $+functions[_trackevent_meta_keys] )) ||
+_trackevent_meta_keys() {
+  local -a keys catalog
+  local event=${opt_args[--event]}
+  [[ -n $event ]] || return 1
+  [[ -n $te_catalog ]] && catalog=(--catalog ${(Q)te_catalog})
+  keys=(${(f)"$(_call_program keys ${(Q)te_program} $catalog events --keys ${(Q)event} 2>/dev/null)"})
+  _wanted keys expl 'metadata key' compadd -S = -a keys
 }
 
 (( $+functions[_trackevent_commands] )) ||
@@ -477,6 +513,21 @@ function __trackevent_events
     $tokens[1] $catalog events --names 2>/dev/null
 end
 
+# Metadata keys for `send -m KEY=`: those the catalog's schema gives the chosen --event.
+function __trackevent_meta_keys
+    set -l tokens (commandline -opc)
+    set -l catalog
+    set -l i (contains -i -- --catalog $tokens)
+    and test $i -lt (count $tokens)
+    and set catalog --catalog $tokens[(math $i + 1)]
+    set -l j (contains -i -- --event $tokens)
+    and test $j -lt (count $tokens)
+    or return
+    for key in ($tokens[1] $catalog events --keys $tokens[(math $j + 1)] 2>/dev/null)
+        echo $key=
+    end
+end
+
 complete -c trackevent -f
 )SH";
   for (const auto& c : commands) {
@@ -504,6 +555,9 @@ complete -c trackevent -f
             break;
           case ValueKind::event:
             s << " -x -a '(__trackevent_events)'";
+            break;
+          case ValueKind::meta:
+            s << " -x -a '(__trackevent_meta_keys)'";
             break;
           case ValueKind::none:
             s << " -x";

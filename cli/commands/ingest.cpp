@@ -176,6 +176,10 @@ bool read_inputs(const std::vector<std::unique_ptr<Input>>& inputs, const Ingest
                    {{"source", input->name}, {"line", line.number}, {"err", rejection->reason}});
         continue;
       }
+      if (parse_options.catalog != nullptr && parse_options.catalog_mode == CatalogMode::warn) {
+        warn_on_violation(*parse_options.catalog, std::get<Event>(parsed), input->name, line.number,
+                          counts);
+      }
       accept(std::get<Event>(std::move(parsed)));
     }
     bytes_before += reader.bytes_read();
@@ -274,6 +278,7 @@ int run_ingest(const IngestOptions& o, const GlobalOptions& global) {
   ParseOptions parse_options;
   parse_options.limits = limits_from(o);
   parse_options.catalog = catalog.catalog ? &*catalog.catalog : nullptr;
+  parse_options.catalog_mode = catalog_mode(global);
 
   std::optional<Tee> tee;
   if (o.tee) tee.emplace(STDOUT_FILENO);

@@ -26,17 +26,44 @@ extern char** environ;
 namespace trackevent::cli {
 namespace {
 
-/// A -m value: JSON when it is a valid JSON scalar (42, true, null, "x"), else the text itself,
-/// so `-m host=db1` needs no quoting and `-m rows=1200` stays a number.
+/// A -m value without a schema type: JSON when it is a valid JSON scalar (42, true, null, "x"),
+/// else the text itself, so `-m host=db1` needs no quoting and `-m rows=1200` stays a number.
 nlohmann::json pair_value(const std::string& text) {
   auto parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || parsed.is_object() || parsed.is_array()) return text;
   return parsed;
 }
 
+/// The type bits of a JSON value, as the schema's `type` names them (12 is integer and number).
+unsigned json_type_bits(const nlohmann::json& j) {
+  if (j.is_string()) return kTypeString;
+  if (j.is_boolean()) return kTypeBoolean;
+  if (j.is_null()) return kTypeNull;
+  if (j.is_number_integer()) return kTypeInteger | kTypeNumber;
+  if (j.is_number()) return kTypeNumber;
+  if (j.is_object()) return kTypeObject;
+  return kTypeArray;
+}
+
+/// A -m value for a key whose schema declares `types` (0: none declared): the text read as JSON
+/// when that gives a value of a declared type (`-m bytes=12` is 12 for an integer, `-m tags=["a"]`
+/// an array for an array), else the text as a string when strings are allowed (`-m zip=01234`,
+/// `-m version=1.2` for a string), else today's rule, and the schema check words the mismatch.
+nlohmann::json typed_pair_value(const std::string& text, unsigned types) {
+  if (types == 0) return pair_value(text);
+  auto parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_discarded() && (json_type_bits(parsed) & types) != 0 && !parsed.is_string()) {
+    return parsed;
+  }
+  if ((types & kTypeString) != 0) return text;
+  return pair_value(text);
+}
+
 /// Builds the one event line the flags describe. Returns false (after printing why) on a flag
 /// that is malformed as such: --meta not a JSON object, -m without '='.
-bool line_from_flags(const SendOptions& o, std::string& line) {
+bool line_from_flags(const SendOptions& o, const Catalog* catalog, std::string& line) {
+  const CatalogEntry* entry = catalog != nullptr ? catalog->find(*o.event) : nullptr;
+  const MetadataSchema* schema = entry != nullptr ? entry->schema.get() : nullptr;
   nlohmann::json event = nlohmann::json::object();
   event["org_id"] = *o.org;
   if (o.user) event["user_id"] = *o.user;
@@ -55,7 +82,9 @@ bool line_from_flags(const SendOptions& o, std::string& line) {
       std::cerr << "-m: expected KEY=VALUE, got: " << pair << "\n";
       return false;
     }
-    meta[pair.substr(0, eq)] = pair_value(pair.substr(eq + 1));
+    const std::string key = pair.substr(0, eq);
+    meta[key] =
+        typed_pair_value(pair.substr(eq + 1), schema != nullptr ? schema->property_types(key) : 0U);
   }
   event["metadata"] = std::move(meta);
   if (o.at) event["occurred_at"] = *o.at;
@@ -205,12 +234,6 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
     std::cerr << "send: --org and --event are required when building an event from flags\n";
     return exit_code::usage;
   }
-  std::vector<std::string> lines = o.json;
-  if (from_flags) {
-    lines.emplace_back();
-    if (!line_from_flags(o, lines.back())) return exit_code::usage;
-  }
-
   const LoadedCatalog catalog = load_catalog(global);
   if (!catalog.error.empty()) {
     log::error("cannot load catalog", {{"err", catalog.error}});
@@ -218,6 +241,13 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
   }
   ParseOptions parse_options;
   parse_options.catalog = catalog.catalog ? &*catalog.catalog : nullptr;
+  parse_options.catalog_mode = catalog_mode(global);
+
+  std::vector<std::string> lines = o.json;
+  if (from_flags) {
+    lines.emplace_back();
+    if (!line_from_flags(o, parse_options.catalog, lines.back())) return exit_code::usage;
+  }
 
   // Parse everything first: an invalid event must not start a Tracker (or touch the database).
   RunCounts counts;
@@ -231,6 +261,9 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
       log::error("rejected event",
                  {{"source", source}, {"line", i + 1}, {"err", rejection->reason}});
       continue;
+    }
+    if (parse_options.catalog != nullptr && parse_options.catalog_mode == CatalogMode::warn) {
+      warn_on_violation(*parse_options.catalog, std::get<Event>(parsed), source, i + 1, counts);
     }
     events.push_back(std::get<Event>(std::move(parsed)));
   }

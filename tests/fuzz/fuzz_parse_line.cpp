@@ -1,5 +1,6 @@
-// libFuzzer target for the JSONL line parser. Besides "no crash, no sanitizer report" it checks
-// that whatever the parser accepts is an event the rest of the system can trust.
+// libFuzzer target for the JSONL line parser and the catalog's metadata schemas (compiler and
+// checker). Besides "no crash, no sanitizer report" it checks that whatever the parser accepts is
+// an event the rest of the system can trust, and that it conforms to the catalog's schema.
 #include "trackevent/event.hpp"
 #include "trackevent/uuid.hpp"
 
@@ -22,9 +23,19 @@ namespace {
   std::abort();
 }
 
+// Every schema keyword appears in one of these entries.
 const trackevent::Catalog& catalog() {
-  static const trackevent::Catalog c = trackevent::Catalog::from_json(
-      R"({"events":[{"name":"user.signed_in"},{"name":"dataset.uploaded"},{"name":"a.b"}]})");
+  static const trackevent::Catalog c = trackevent::Catalog::from_json(R"({"version": "1",
+    "events":[{"name":"user.signed_in"},
+      {"name":"dataset.uploaded","metadata":{"required":["rows"],"additionalProperties":false,
+        "properties":{"rows":{"type":"integer","minimum":0,"maximum":1000000},
+                      "ratio":{"type":["number","null"]},
+                      "tags":{"type":"array","items":{"type":"string","maxLength":8}},
+                      "ok":{"type":"boolean"},
+                      "ctx":{"type":"object","properties":{"id":{"pattern":"^[a-z]+[0-9]*$"}},
+                             "additionalProperties":{"type":"integer"}}}}},
+      {"name":"a.b","metadata":{"properties":{"plan":{"enum":["free","pro",1,null,[1],{"a":1}]},
+        "name":{"type":"string","minLength":1,"maxLength":4,"pattern":"(ab|c)+"}}}}]})");
   return c;
 }
 
@@ -34,9 +45,29 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   // The first byte picks options, so small limits and the catalog path get exercised too.
   const std::uint8_t mode = data[0];
-  const std::string_view line(reinterpret_cast<const char*>(data + 1), size - 1);
+  std::string_view line(reinterpret_cast<const char*>(data + 1), size - 1);
   trackevent::ParseOptions options;
   if ((mode & 1) != 0) options.catalog = &catalog();
+  // With the top bit: the input's first line is a metadata schema, compiled (refused cleanly or
+  // compiled) and then run over the rest of the input, read as metadata text.
+  if ((mode & 0x80) != 0 && (mode & 1) == 0) {
+    const auto nl = line.find('\n');
+    if (nl != std::string_view::npos) {
+      const auto doc = nlohmann::json::parse(line.substr(0, nl), nullptr, false);
+      if (!doc.is_discarded()) {
+        auto schema = trackevent::MetadataSchema::compile(doc, "/events/0/metadata");
+        if (!schema && schema.error().message.rfind("/events/0/metadata", 0) != 0) {
+          fail("a schema error without its pointer", line);
+        }
+        if (schema) {
+          if (const auto v = (*schema)->check(line.substr(nl + 1))) {
+            if (v->message.empty() || v->rule.empty()) fail("an empty violation", line);
+          }
+        }
+      }
+      line = line.substr(nl + 1);
+    }
+  }
   if ((mode & 2) != 0) {
     // Limits stay in their documented domain: depth >= 2 and metadata >= 2 bytes, the size and
     // depth of the `{}` a line without metadata gets.
@@ -56,6 +87,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!trackevent::is_valid_event_name(ev.event_name)) fail("accepted a bad name", line);
     if (options.catalog != nullptr && !options.catalog->contains(ev.event_name)) {
       fail("accepted a name outside the catalog", line);
+    }
+    if (options.catalog != nullptr && options.catalog->check(ev.event_name, ev.metadata)) {
+      fail("accepted metadata that breaks the schema", line);
     }
     if (ev.metadata.size() > options.limits.max_metadata_bytes) fail("metadata too big", line);
     if (const std::string why = trackevent::validate_event(ev, options.limits); !why.empty()) {

@@ -178,6 +178,54 @@ int main(void) {
     sqlite3_close(db);
   }
 
+  /* A tracking plan: names outside it and metadata that breaks its schema are refused. */
+  {
+    char plan[4200];
+    char bad_plan[4200];
+    FILE* f;
+    snprintf(plan, sizeof plan, "%s/plan.json", dir);
+    snprintf(bad_plan, sizeof bad_plan, "%s/bad-plan.json", dir);
+    f = fopen(plan, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+      fputs("{\"events\":[{\"name\":\"capi.tested\",\"metadata\":{\"required\":[\"i\"],"
+            "\"properties\":{\"i\":{\"type\":\"integer\"}}}}]}",
+            f);
+      fclose(f);
+    }
+    f = fopen(bad_plan, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+      fputs("{\"events\":[{\"name\":\"capi.tested\",\"metadata\":{\"oneOf\":[]}}]}", f);
+      fclose(f);
+    }
+    CHECK_RC(TRACKEVENT_OK, trackevent_options_create(&options));
+    CHECK_RC(TRACKEVENT_OK, trackevent_options_set_database_url(options, url));
+    CHECK_RC(TRACKEVENT_OK, trackevent_options_set_spool_dir(options, spool));
+    CHECK_RC(TRACKEVENT_OK, trackevent_options_set_log_callback(options, on_log, &seen));
+    CHECK_RC(TRACKEVENT_EINVAL, trackevent_options_set_catalog(options, plan, 9));
+    CHECK_RC(TRACKEVENT_OK,
+             trackevent_options_set_catalog(options, bad_plan, TRACKEVENT_CATALOG_REJECT));
+    CHECK_RC(TRACKEVENT_EOPEN, trackevent_create(options, &tracker));
+    CHECK(strstr(trackevent_last_error(), "/events/0/metadata/oneOf") != NULL);
+    CHECK_RC(TRACKEVENT_OK,
+             trackevent_options_set_catalog(options, plan, TRACKEVENT_CATALOG_REJECT));
+    CHECK_RC(TRACKEVENT_OK, trackevent_create(options, &tracker));
+    trackevent_options_destroy(options);
+    if (tracker != NULL) {
+      CHECK_RC(TRACKEVENT_OK, trackevent_track(tracker, 7, 0, "capi.tested", "{\"i\":1}"));
+      CHECK_RC(TRACKEVENT_EINVAL, trackevent_track(tracker, 7, 0, "capi.tested", "{\"i\":\"1\"}"));
+      CHECK(strstr(trackevent_last_error(), "metadata.i: expected integer") != NULL);
+      CHECK_RC(TRACKEVENT_EINVAL, trackevent_track(tracker, 7, 0, "capi.tested", NULL));
+      CHECK_RC(TRACKEVENT_EINVAL, trackevent_track(tracker, 7, 0, "capi.untested", "{\"i\":1}"));
+      CHECK_RC(TRACKEVENT_OK, trackevent_flush(tracker, 10000));
+      CHECK_RC(TRACKEVENT_OK, trackevent_get_stats(tracker, &stats));
+      CHECK(stats.stored == 1);
+      CHECK(stats.rejected == 3);
+      trackevent_destroy(tracker);
+    }
+  }
+
   nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   if (failures != 0) {
     fprintf(stderr, "%d check(s) failed\n", failures);

@@ -154,9 +154,19 @@ if cmake_consumer consumer_cmake "$here/consumer_cmake" consumer 1; then
   if "$TE_CXX" -std=c++20 -fsyntax-only -I"$(dirname "$gen")" "$work/typo.cpp" 2>/dev/null; then
     fail "a misspelt event constant compiled"
   fi
+  # The tracking plan in the compiler: a misspelt field, or a string where the schema says
+  # integer, does not compile; the same line spelt right does (so the failures are these).
+  typed() {
+    printf '#include "consumer_events.hpp"\nvoid f(trackevent::Tracker& t) {\n  track(t, 1, 2, consumer::events::ConsumerBuilt{%s});\n}\n' "$1" >"$work/typed.cpp"
+    "$TE_CXX" -std=c++20 -fsyntax-only -I"$(dirname "$gen")" -I"$prefix/$TE_INCLUDEDIR" "$work/typed.cpp" 2>"$work/typed.err"
+  }
+  typed '.attempt = 2, .via = "x"' || fail "the typed struct, spelt right, does not compile: $(cat "$work/typed.err")"
+  if typed '.attempt = 2, .vai = "x"'; then fail "a misspelt metadata field compiled"; fi
+  grep -q "vai" "$work/typed.err" || fail "the misspelt field's error does not name it: $(cat "$work/typed.err")"
+  if typed '.attempt = "2", .via = "x"'; then fail "a string for an integer field compiled"; fi
   # Editing the catalog regenerates the header on the next build.
   sleep 1
-  printf '{"events":[{"name":"consumer.built"},{"name":"consumer.added_later","description":"new"}]}\n' \
+  printf '{"events":[{"name":"consumer.built","metadata":{"properties":{"via":{"type":"string"},"attempt":{"type":"integer"}}}},{"name":"consumer.added_later","description":"new"}]}\n' \
     >"$work/consumer_cmake/events.json"
   run "consumer_cmake: rebuild after a catalog change" "$TE_CMAKE" --build "$work/consumer_cmake/build"
   grep -q 'consumer_added_later = "consumer.added_later"' "$gen" || fail "header not regenerated"

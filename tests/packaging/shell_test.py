@@ -159,6 +159,7 @@ def check_bash_complete(binary, src):
     need("bash")
     script = os.path.join(src, "completions", SCRIPTS["bash"])
     catalog = os.path.join(src, "examples", "cpp", "events.json")
+    plan = os.path.join(src, "examples", "plan.json")
     cases = [
         (["trackevent", "ing"], {"ingest"}),
         (["trackevent", "ingest", "--ba"], {"--batch-size"}),
@@ -169,6 +170,11 @@ def check_bash_complete(binary, src):
         (["trackevent", "completions", ""], {"bash", "zsh", "fish"}),
         ([binary, "--catalog", catalog, "send", "--event", ""],
          {"dataset.uploaded", "backup.completed"}),
+        # The tracking plan: `-m KEY=` offers the keys of the chosen event's schema.
+        ([binary, "--catalog", plan, "send", "--event", "backup.completed", "-m", ""],
+         {"host=", "bytes=", "duration_s=", "incremental="}),
+        ([binary, "--catalog", plan, "send", "--event", "backup.completed", "-m", "b"],
+         {"bytes="}),
     ]
     bc = "/usr/share/bash-completion/bash_completion"
     prelude = f"source {bc}; " if os.path.exists(bc) else ""

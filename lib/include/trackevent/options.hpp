@@ -38,6 +38,15 @@ enum class OverflowPolicy {
   block,  ///< wait for room: backpressure, right for bulk loads from files, wrong for request paths
 };
 
+/// What a catalog's metadata schemas do to an event whose metadata breaks them
+/// (TrackerOptions::catalog_mode, `--catalog-mode`). A name outside the catalog is rejected in
+/// every mode.
+enum class CatalogMode {
+  reject,  ///< default: the event is rejected with the path and the rule it breaks
+  warn,    ///< the event is kept; a warning is logged, at most once a second per event and rule
+  off,     ///< metadata is not checked against the schemas
+};
+
 /// One error reported to TrackerOptions::on_error, in addition to the log.
 struct ErrorInfo {
   std::string message;     ///< what happened, e.g. "failed to record analytics event"
@@ -94,6 +103,15 @@ struct TrackerOptions {
 
   /// Limits applied to events given to track().
   Limits limits;
+
+  /// A tracking plan: a catalog file (JSON; man trackevent(1), TRACKING PLAN). When set, track()
+  /// and the C ABI reject event names outside it and check metadata against the entry's schema
+  /// as catalog_mode says. The Tracker's constructor throws std::runtime_error (naming the file
+  /// and the JSON pointer) when it cannot be loaded. Empty: no catalog. track(Event) is not
+  /// checked: it takes events already validated (the CLI's parser checks them).
+  std::filesystem::path catalog;
+  /// What a metadata schema violation does; see CatalogMode.
+  CatalogMode catalog_mode = CatalogMode::reject;
 
   /// Called from the dispatcher thread for each error (after logging). Must not throw; if it does,
   /// the exception is caught and logged. Never called once close() or the destructor has

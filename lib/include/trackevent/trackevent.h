@@ -98,6 +98,20 @@ TRACKEVENT_API int trackevent_options_set_on_full(trackevent_options* options, i
  * $XDG_STATE_HOME/trackevent, else ~/.local/state/trackevent. */
 TRACKEVENT_API int trackevent_options_set_spool_dir(trackevent_options* options, const char* dir);
 
+/* What a catalog's metadata schemas do to an event that breaks them (trackevent::CatalogMode). */
+typedef enum trackevent_catalog_mode {
+  TRACKEVENT_CATALOG_REJECT = 0, /* default: trackevent_track() returns EINVAL with the reason */
+  TRACKEVENT_CATALOG_WARN = 1,   /* kept; a warning is logged (once a second per event and rule) */
+  TRACKEVENT_CATALOG_OFF = 2     /* metadata is not checked (names still are) */
+} trackevent_catalog_mode;
+
+/* A tracking plan: a catalog file (man trackevent(1), TRACKING PLAN) and a trackevent_catalog_mode.
+ * trackevent_track() then refuses names outside the catalog (EINVAL) and checks metadata against
+ * the entry's schema. The file is read by trackevent_create(), which fails with EOPEN (the reason,
+ * with the JSON pointer, in trackevent_last_error) when it is invalid. NULL or "": no catalog. */
+TRACKEVENT_API int trackevent_options_set_catalog(trackevent_options* options, const char* path,
+                                                  int mode);
+
 /* Levels of the library's log lines (trackevent::LogLevel). */
 typedef enum trackevent_log_level {
   TRACKEVENT_LOG_TRACE = 0,

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <new>
 #include <optional>
 #include <string>
@@ -28,9 +29,18 @@ struct trackevent_options {
 
 struct trackevent_tracker {
   explicit trackevent_tracker(trackevent::TrackerOptions options)
-      : limits(options.limits), tracker(std::move(options)) {}
+      : limits(options.limits),
+        plan(trackevent::load_plan(options.catalog, options.catalog_mode)),
+        tracker(without_catalog(std::move(options))) {}
+
+  // The catalog is checked here, before track(Event), so the Tracker need not load it too.
+  static trackevent::TrackerOptions without_catalog(trackevent::TrackerOptions options) {
+    options.catalog.clear();
+    return options;
+  }
 
   trackevent::Limits limits;  // declared before `tracker`: initialised before options are moved
+  std::shared_ptr<const trackevent::Plan> plan;  // the tracking plan; null without a catalog
   trackevent::Tracker tracker;
   // Calls refused here never reach the Tracker's own counter; stats() adds them back.
   std::atomic<std::uint64_t> rejected{0};
@@ -200,6 +210,18 @@ int trackevent_options_set_spool_dir(trackevent_options* options, const char* di
   });
 }
 
+int trackevent_options_set_catalog(trackevent_options* options, const char* path, int mode) {
+  if (options == nullptr) return fail(TRACKEVENT_EINVAL, "options: NULL");
+  if (mode < TRACKEVENT_CATALOG_REJECT || mode > TRACKEVENT_CATALOG_OFF) {
+    return fail(TRACKEVENT_EINVAL, "mode: expected a trackevent_catalog_mode");
+  }
+  return guarded([&]() -> int {
+    options->options.catalog = path != nullptr ? path : "";
+    options->options.catalog_mode = static_cast<trackevent::CatalogMode>(mode);
+    return TRACKEVENT_OK;
+  });
+}
+
 int trackevent_options_set_log_callback(trackevent_options* options, trackevent_log_fn fn,
                                         void* user) {
   if (options == nullptr) return fail(TRACKEVENT_EINVAL, "options: NULL");
@@ -260,6 +282,7 @@ int trackevent_track(trackevent_tracker* tracker, int64_t org_id, int64_t user_i
     event.occurred_at_us = trackevent::now_unix_us();
     event.event_id = trackevent::make_uuid_v7(event.occurred_at_us / 1000);
     std::string reason = trackevent::validate_event(event, tracker->limits);
+    if (reason.empty() && tracker->plan) reason = trackevent::check_plan(event, *tracker->plan);
     if (!reason.empty()) return reject(tracker, org_id, user_id, event_name, reason);
     if (!tracker->tracker.track(std::move(event))) {
       return fail(TRACKEVENT_EDROPPED, "queue full: event dropped (on_full = drop)");

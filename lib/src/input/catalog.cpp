@@ -7,11 +7,20 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
 namespace trackevent {
+
+// A validated catalog: its entries in file order and their names sorted, for binary search.
+struct detail::CatalogParts {
+  std::string version;
+  std::vector<CatalogEntry> entries;
+  std::vector<std::string> sorted_names;
+};
 
 namespace {
 
@@ -19,71 +28,138 @@ using detail::Error;
 using detail::Result;
 
 constexpr std::size_t kMaxSuggestDistance = 3;
+using detail::edit_distance;
+using Checked = detail::CatalogParts;
 
-// Levenshtein distance, giving up (returning limit + 1) once every cell in a row exceeds `limit`.
-std::size_t edit_distance(std::string_view a, std::string_view b, std::size_t limit) {
-  const std::size_t diff = a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
-  if (diff > limit) return limit + 1;
-  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    std::size_t row_min = cur[0];
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t subst = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, subst});
-      row_min = std::min(row_min, cur[j]);
-    }
-    if (row_min > limit) return limit + 1;
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
+// Keys allowed at the top level and in an entry; anything else is a mistake, not ignored.
+constexpr std::array<std::string_view, 4> kTopKeys{"events", "version", "description", "$comment"};
+constexpr std::array<std::string_view, 4> kEntryKeys{"name", "description", "metadata", "$comment"};
+
+template <std::size_t N>
+bool known(const std::array<std::string_view, N>& keys, std::string_view key) {
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
 }
 
-// A validated catalog: its entries in file order and their names sorted, for binary search.
-struct Checked {
-  std::vector<CatalogEntry> entries;
-  std::vector<std::string> sorted_names;
-};
+// A parser callback that records, in `out`, the JSON pointer of the first key that appears twice
+// in one object (nlohmann itself keeps the last one silently).
+auto duplicate_key_finder(std::string& out) {
+  struct Frame {
+    bool array = false;
+    std::size_t index = 0;
+    std::string key;
+    std::set<std::string> keys;
+  };
+  return [&out, frames = std::vector<Frame>{}](int /*depth*/, nlohmann::json::parse_event_t event,
+                                               nlohmann::json& parsed) mutable {
+    using E = nlohmann::json::parse_event_t;
+    const auto element_done = [&frames] {
+      if (!frames.empty() && frames.back().array) ++frames.back().index;
+    };
+    switch (event) {
+      case E::object_start:
+        frames.push_back(Frame{});
+        break;
+      case E::array_start:
+        frames.push_back(Frame{.array = true, .index = 0, .key = {}, .keys = {}});
+        break;
+      case E::key: {
+        Frame& top = frames.back();
+        top.key = parsed.get<std::string>();
+        if (!top.keys.insert(top.key).second && out.empty()) {
+          for (std::size_t i = 0; i + 1 < frames.size(); ++i) {
+            out += frames[i].array ? "/" + std::to_string(frames[i].index)
+                                   : detail::pointer_segment(frames[i].key);
+          }
+          out += detail::pointer_segment(top.key);
+        }
+        break;
+      }
+      case E::object_end:
+      case E::array_end:
+        frames.pop_back();
+        element_done();
+        break;
+      case E::value:
+        element_done();
+        break;
+    }
+    return true;
+  };
+}
 
+// Errors name the place by JSON pointer (RFC 6901), e.g. "/events/3/metadata/properties/bytes".
 Result<Checked> check_catalog(std::string_view json) {
   nlohmann::json doc;
+  std::string duplicate;  // the pointer of the first key seen twice in one object
   try {
-    doc = nlohmann::json::parse(json);
+    doc = nlohmann::json::parse(json, duplicate_key_finder(duplicate));
   } catch (const nlohmann::json::exception& e) {
     return Error{std::string("invalid JSON: ") + e.what()};
   }
+  // nlohmann keeps the last of two equal keys; a plan that says "bytes" twice is a mistake.
+  if (!duplicate.empty()) return Error{duplicate + ": key given twice in one object"};
   if (!doc.is_object()) return Error{"expected a JSON object with an \"events\" array"};
+  for (const auto& [key, value] : doc.items()) {
+    if (!known(kTopKeys, key)) {
+      return Error{detail::pointer_segment(key) + ": unknown key \"" + key +
+                   "\" (expected events, version, description)"};
+    }
+  }
   const auto it = doc.find("events");
   if (it == doc.end() || !it->is_array()) {
     return Error{"expected an \"events\" array at the top level"};
   }
   Checked checked;
+  if (const auto v = doc.find("version"); v != doc.end()) {
+    if (v->is_string()) {
+      checked.version = v->get<std::string>();
+    } else if (v->is_number_unsigned()) {
+      checked.version = std::to_string(v->get<std::uint64_t>());
+    } else {
+      return Error{"/version: expected a string or an integer >= 0"};
+    }
+  }
   std::size_t index = 0;
   for (const auto& item : *it) {
-    const std::string where = "events[" + std::to_string(index++) + "]";
+    const std::string where = "/events/" + std::to_string(index++);
     if (!item.is_object()) return Error{where + ": expected an object"};
+    for (const auto& [key, value] : item.items()) {
+      if (!known(kEntryKeys, key)) {
+        return Error{where + detail::pointer_segment(key) + ": unknown key \"" + key +
+                     "\" (expected name, description, metadata)"};
+      }
+    }
     const auto name = item.find("name");
     if (name == item.end() || !name->is_string()) {
-      return Error{where + ": \"name\" must be a string"};
+      return Error{where + "/name: \"name\" must be a string"};
     }
     CatalogEntry entry;
     entry.name = name->get<std::string>();
     if (!is_valid_event_name(entry.name)) {
-      return Error{where + ": '" + entry.name +
+      return Error{where + "/name: '" + entry.name +
                    "' is not a valid event name (lowercase dotted, like 'user.signed_in')"};
     }
     if (const auto desc = item.find("description"); desc != item.end()) {
-      if (!desc->is_string()) return Error{where + ": \"description\" must be a string"};
+      if (!desc->is_string())
+        return Error{where + "/description: \"description\" must be a string"};
       entry.description = desc->get<std::string>();
+    }
+    if (const auto meta = item.find("metadata"); meta != item.end()) {
+      auto schema = MetadataSchema::compile(*meta, where + "/metadata");
+      if (!schema) return std::move(schema).error();
+      entry.schema = std::move(schema).value();
+    }
+    for (std::size_t j = 0; j < checked.entries.size(); ++j) {
+      if (checked.entries[j].name == entry.name) {
+        return Error{where + "/name: event '" + entry.name +
+                     "' is listed twice (first at /events/" + std::to_string(j) + ")"};
+      }
     }
     checked.entries.push_back(std::move(entry));
   }
   checked.sorted_names.reserve(checked.entries.size());
   for (const auto& e : checked.entries) checked.sorted_names.push_back(e.name);
   std::sort(checked.sorted_names.begin(), checked.sorted_names.end());
-  const auto dup = std::adjacent_find(checked.sorted_names.begin(), checked.sorted_names.end());
-  if (dup != checked.sorted_names.end()) return Error{"event '" + *dup + "' is listed twice"};
   return checked;
 }
 
@@ -103,8 +179,7 @@ Catalog Catalog::from_json(std::string_view json) {
   Result<Checked> checked = check_catalog(json);
   if (!checked) throw std::runtime_error(checked.error().message);
   Catalog catalog;
-  catalog.entries_ = std::move(checked->entries);
-  catalog.sorted_names_ = std::move(checked->sorted_names);
+  catalog.adopt(std::move(checked).value());
   return catalog;
 }
 
@@ -114,9 +189,34 @@ Catalog Catalog::load(const std::filesystem::path& path) {
   Result<Checked> checked = check_catalog(*text);
   if (!checked) throw std::runtime_error(path.string() + ": " + checked.error().message);
   Catalog catalog;
-  catalog.entries_ = std::move(checked->entries);
-  catalog.sorted_names_ = std::move(checked->sorted_names);
+  catalog.adopt(std::move(checked).value());
   return catalog;
+}
+
+void Catalog::adopt(detail::CatalogParts&& checked) {
+  version_ = std::move(checked.version);
+  entries_ = std::move(checked.entries);
+  sorted_names_ = std::move(checked.sorted_names);
+  for (const auto& e : entries_) schema_count_ += e.schema ? 1 : 0;
+  // Sorted like sorted_names_, so find() is a binary search too.
+  sorted_index_.resize(entries_.size());
+  for (std::size_t i = 0; i < entries_.size(); ++i) sorted_index_[i] = i;
+  std::sort(sorted_index_.begin(), sorted_index_.end(),
+            [this](std::size_t a, std::size_t b) { return entries_[a].name < entries_[b].name; });
+}
+
+const CatalogEntry* Catalog::find(std::string_view name) const noexcept {
+  const auto it = std::lower_bound(
+      sorted_index_.begin(), sorted_index_.end(), name,
+      [this](std::size_t i, std::string_view n) { return std::string_view(entries_[i].name) < n; });
+  return it != sorted_index_.end() && entries_[*it].name == name ? &entries_[*it] : nullptr;
+}
+
+std::optional<Violation> Catalog::check(std::string_view name,
+                                        std::string_view metadata) const noexcept {
+  const CatalogEntry* e = find(name);
+  if (e == nullptr || !e->schema) return std::nullopt;
+  return e->schema->check(metadata);
 }
 
 bool Catalog::contains(std::string_view name) const noexcept {

@@ -5,6 +5,7 @@
 
 #include "base/result.hpp"
 #include "input/catalog.hpp"
+#include "log/log.hpp"
 
 #include <simdjson.h>
 
@@ -955,6 +956,11 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
   ev.user_id = user_id;
   if (!have_occurred_at) ev.occurred_at_us = now_us;
   if (!have_event_id) ev.event_id = make_uuid_v7(now_us / 1000);
+  if (options.catalog != nullptr && options.catalog_mode == CatalogMode::reject) {
+    if (auto violation = options.catalog->check(ev.event_name, ev.metadata)) {
+      return Rejection{std::move(violation->message)};
+    }
+  }
   return ev;
 }
 
@@ -981,6 +987,33 @@ std::string validate_event_identity(const Event& event) {
 std::string validate_event(const Event& event, const Limits& limits) {
   Result<> valid = check_event(event, limits);
   return valid ? std::string() : std::move(valid).error().message;
+}
+
+std::shared_ptr<const Plan> load_plan(const std::filesystem::path& path, CatalogMode mode) {
+  if (path.empty()) return nullptr;
+  auto plan = std::make_shared<Plan>();
+  plan->catalog = std::make_shared<const Catalog>(Catalog::load(path));
+  plan->mode = mode;
+  return plan;
+}
+
+std::string check_plan(const Event& event, const Plan& plan) {
+  if (!plan.catalog->contains(event.event_name)) {
+    return catalog_reason(event.event_name, *plan.catalog);
+  }
+  if (plan.mode == CatalogMode::off) return {};
+  auto violation = plan.catalog->check(event.event_name, event.metadata);
+  if (!violation) return {};
+  if (plan.mode == CatalogMode::reject) return std::move(violation->message);
+  // One warning a second per event name and rule; the rest are counted as suppressed.
+  log::write_limited(log::Level::warn, "catalog." + event.event_name + " " + violation->rule,
+                     "metadata breaks the catalog's schema (kept: catalog mode warn)",
+                     {{"source", "track"},
+                      {"event_name", event.event_name},
+                      {"rule", violation->rule},
+                      {"err", violation->message}},
+                     1);
+  return {};
 }
 
 }  // namespace trackevent

@@ -7,6 +7,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -19,6 +21,9 @@ struct ParseOptions {
   Limits limits;
   /// When set, event names outside the catalog are rejected ("did you mean ...?").
   const Catalog* catalog = nullptr;
+  /// With a catalog: `reject` also rejects metadata that breaks the entry's schema (the reason is
+  /// the violation's message). `warn` and `off` leave metadata to the caller (Catalog::check).
+  CatalogMode catalog_mode = CatalogMode::reject;
 };
 
 /// Why a line was rejected: a specific, human-readable reason starting with the field it concerns,
@@ -43,5 +48,23 @@ using ParseResult = std::variant<Event, Rejection>;
 /// Validates an event built in code (Tracker::track): name, ids, metadata being a JSON object.
 /// Returns an empty string when valid, else the reason.
 [[nodiscard]] std::string validate_event(const Event& event, const Limits& limits = {});
+
+/// A catalog and what its schemas do: what Tracker::track() and the C ABI check events built in
+/// code against (TrackerOptions::catalog, catalog_mode).
+struct Plan {
+  std::shared_ptr<const Catalog> catalog;
+  CatalogMode mode = CatalogMode::reject;
+};
+
+/// Loads `path` into a Plan; null when `path` is empty. Throws std::runtime_error naming the file
+/// and the problem (a setup error).
+[[nodiscard]] std::shared_ptr<const Plan> load_plan(const std::filesystem::path& path,
+                                                    CatalogMode mode);
+
+/// Checks an event built in code against a plan: its name must be in the catalog, and its
+/// metadata must match the entry's schema unless the mode says otherwise (warn: logged at most
+/// once a second per event name and rule, then accepted). Returns the reason to reject it, or an
+/// empty string.
+[[nodiscard]] std::string check_plan(const Event& event, const Plan& plan);
 
 }  // namespace trackevent

@@ -164,11 +164,12 @@ void account_unseen(TrackerState& s) {
 
 namespace detail {
 
-std::string finish_metadata(QueueItem& item, const Limits& limits) noexcept {
+std::string finish_metadata(QueueItem& item, const Limits& limits, const Plan* plan) noexcept {
   if (item.metadata_dom.is_null()) return {};
   std::string reason;
   try {
     reason = serialise_metadata(item.event, item.metadata_dom, limits);
+    if (reason.empty() && plan != nullptr) reason = check_plan(item.event, *plan);
   } catch (...) {
     reason = "out of memory";
   }
@@ -177,7 +178,7 @@ std::string finish_metadata(QueueItem& item, const Limits& limits) noexcept {
 }
 
 bool TrackerState::take(QueueItem& item) noexcept {
-  std::string reason = finish_metadata(item, options.limits);
+  std::string reason = finish_metadata(item, options.limits, plan.get());
   if (reason.empty()) return true;
   counters.withdrawn.fetch_add(1);
   log_rejected(counters, item.event, reason);
@@ -284,7 +285,8 @@ class Tracker::Impl {
       const Push pushed = s.options.on_full == OverflowPolicy::block ? s.queue.push_wait(item)
                                                                      : s.queue.try_push(item);
       if (pushed == Push::ok) return true;
-      if (std::string reason = detail::finish_metadata(item, s.options.limits); !reason.empty()) {
+      if (std::string reason = detail::finish_metadata(item, s.options.limits, s.plan.get());
+          !reason.empty()) {
         log_rejected(s.counters, item.event, reason);
         return false;
       }
@@ -298,6 +300,12 @@ class Tracker::Impl {
       Counters::add(s.counters.dropped);
     }
     return false;
+  }
+
+  // The tracking plan's verdict on an event whose metadata is serialised; empty without a plan.
+  [[nodiscard]] std::string check_plan(const Event& event) const {
+    const auto& plan = state_->plan;
+    return plan ? trackevent::check_plan(event, *plan) : std::string();
   }
 
   void reject(const Event& event, std::string_view reason) noexcept {
@@ -459,8 +467,9 @@ void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
     event.event_name = event_name;
     // Serialised here, on the caller's thread, so the queue holds no DOM and the caller may
     // change its json afterwards.
-    if (std::string reason = serialise_metadata(event, metadata, impl_->limits());
-        !reason.empty()) {
+    std::string reason = serialise_metadata(event, metadata, impl_->limits());
+    if (reason.empty()) reason = impl_->check_plan(event);
+    if (!reason.empty()) {
       impl_->reject(event, reason);
       return;
     }
@@ -502,7 +511,9 @@ void Tracker::track(std::int64_t org_id, std::optional<std::int64_t> user_id,
     event.org_id = org_id;
     event.user_id = user_id;
     event.event_name = event_name;
-    if (std::string reason = validate_event_identity(event); !reason.empty()) {
+    std::string reason = validate_event_identity(event);
+    if (reason.empty()) reason = impl_->check_plan(event);
+    if (!reason.empty()) {
       impl_->reject(event, reason);
       return;
     }

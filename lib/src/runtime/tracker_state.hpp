@@ -74,9 +74,10 @@ struct QueueItem {
   [[nodiscard]] bool is_control() const noexcept { return marker != nullptr; }
 };
 
-/// Serialises an item's `metadata_dom` (if any) into its event and checks the metadata limits.
-/// Returns why the event is invalid, or an empty string (valid, or nothing to do). Never throws.
-std::string finish_metadata(QueueItem& item, const Limits& limits) noexcept;
+/// Serialises an item's `metadata_dom` (if any) into its event and checks the metadata limits,
+/// and the tracking plan when there is one. Returns why the event is invalid, or an empty string
+/// (valid, or nothing to do). Never throws.
+std::string finish_metadata(QueueItem& item, const Limits& limits, const Plan* plan) noexcept;
 
 /// Stats as relaxed atomics: cheap to bump from any thread, a snapshot is good enough to read.
 struct Counters {
@@ -107,6 +108,7 @@ struct TakenOver {};
 struct TrackerState {
   TrackerState(TrackerOptions opts, std::shared_ptr<Sink> chosen_sink)
       : options(std::move(opts)),
+        plan(load_plan(options.catalog, options.catalog_mode)),
         clock(options.clock ? options.clock : std::make_shared<SteadyClock>()),
         stamp_on_push(options.clock != nullptr),
         sink(std::move(chosen_sink)),
@@ -115,6 +117,8 @@ struct TrackerState {
         spool(options.spool_dir, SpoolOptions{.full_sync = options.durable}) {}
 
   const TrackerOptions options;
+  /// TrackerOptions::catalog, loaded (null: none). Loading throws, failing the constructor.
+  const std::shared_ptr<const Plan> plan;
   const std::shared_ptr<Clock> clock;
   const bool stamp_on_push;  // an injected clock: stamp queued_at in track(), deterministically
   const std::shared_ptr<Sink> sink;  // null: no usable database; everything is held in the spool

@@ -1,4 +1,5 @@
-// Records one event into the SQLite store given as argv[1]; exit 0 when it was stored.
+// Records one event into the SQLite store given as argv[1] through the typed struct the catalog's
+// schema generates; exit 0 when it was stored.
 #include "consumer_events.hpp"
 
 #include <nlohmann/json.hpp>
@@ -20,7 +21,8 @@ int main(int argc, char** argv) {
   options.database_url = std::string("sqlite:") + argv[1];
   options.spool_dir = argv[2];
   trackevent::Tracker tracker{options};
-  tracker.track(1, 2, consumer::events::consumer_built, {{"via", "find_package"}});
+  // The typed overload generated from the schema of consumer.built.
+  track(tracker, 1, 2, consumer::events::ConsumerBuilt{.attempt = 1, .via = "find_package"});
   const auto flushed = tracker.flush(std::chrono::seconds{10});
   const auto stats = tracker.stats();
   if (!flushed.complete || stats.stored != 1) {

@@ -55,16 +55,17 @@ TEST(Catalog, RejectsBadCatalogs) {
   EXPECT_NE(error_of("not json").find("invalid JSON"), std::string::npos);
   EXPECT_NE(error_of("[]").find("\"events\""), std::string::npos);
   EXPECT_NE(error_of(R"({"events": {}})").find("\"events\" array"), std::string::npos);
-  EXPECT_NE(error_of(R"({"events": [1]})").find("events[0]: expected an object"),
+  EXPECT_NE(error_of(R"({"events": [1]})").find("/events/0: expected an object"),
             std::string::npos);
-  EXPECT_NE(error_of(R"({"events": [{"description": "x"}]})").find("events[0]: \"name\""),
+  EXPECT_NE(error_of(R"({"events": [{"description": "x"}]})").find("/events/0/name: \"name\""),
             std::string::npos);
   EXPECT_NE(error_of(R"({"events": [{"name": "a.b"}, {"name": "Bad.Name"}]})")
-                .find("events[1]: 'Bad.Name' is not a valid event name"),
+                .find("/events/1/name: 'Bad.Name' is not a valid event name"),
             std::string::npos);
   EXPECT_NE(error_of(R"({"events": [{"name": "a.b", "description": 3}]})").find("description"),
             std::string::npos);
-  EXPECT_NE(error_of(R"({"events": [{"name": "a.b"}, {"name": "a.b"}]})").find("listed twice"),
+  EXPECT_NE(error_of(R"({"events": [{"name": "a.b"}, {"name": "a.b"}]})")
+                .find("/events/1/name: event 'a.b' is listed twice (first at /events/0)"),
             std::string::npos);
   EXPECT_EQ(error_of(R"({"events": []})"), "");
 }
