@@ -135,6 +135,7 @@ put nproc "$(nproc)"
 put mem "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 put load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 put postgres "$("${PSQL[@]}" -At -c 'SHOW server_version')"
+put fs "$(findmnt -no FSTYPE,OPTIONS --target "$pgdir" 2>/dev/null | awk '{print $1 ", mounted " $2}')"
 put settings "$server_settings"
 put commit "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
   git -C "$root" diff --quiet HEAD -- lib cli schema 2>/dev/null || echo ' (+ uncommitted changes)')"
@@ -454,6 +455,7 @@ mkdir -p "$bench/results"
   echo "| load average at start / end | $(get load_start) / $(get load_end) |"
   echo "| PostgreSQL | $(get postgres) |"
   echo "| server settings | $(get settings) |"
+  [[ -z $(get fs) ]] || echo "| data directory's filesystem | $(get fs) |"
   echo "| trackevent commit | $(get commit) |"
   echo "| corpus | $(fmt_n "$events") events of \`trackevent_gen_events --uuid 4\` (random v4 ids), November 2026 |"
   echo "| base rows | $(fmt_n "$base_rows"), $base_from .. $base_to (the 3 months before the corpus), one INSERT … SELECT generate_series |"
@@ -531,9 +533,11 @@ mkdir -p "$bench/results"
     echo "| | | then \`VACUUM analytics_events\` (the space is reusable only after it) | $(get v1.vacuum_after_delete_s) | $(get v1.vacuum_after_delete_s.wal_mb) |"
   fi
   echo
-  echo "Seconds are the server's (psql \\timing), target for DROP < 1 s. The partition's files were"
-  echo "written minutes before and are in the OS page cache (the machine has the RAM for it), so the"
-  echo "DROP also frees those cached pages; a month-old partition in production is mostly not cached."
+  echo "Seconds are the server's (psql \\timing), target for DROP < 1 s. DETACH is what takes the month"
+  echo "out of the table (it alone locks the parent); DROP of the detached table locks only that table"
+  echo "and is mostly file removal, so its time depends on the filesystem$(
+    [[ -n $(get fs) ]] && echo " (here: $(get fs))"), and on whether the files are still in the OS"
+  echo "page cache (here they are: written minutes before). See docs/scale.md."
   echo
   echo "## Query: one org, 7 days"
   echo
