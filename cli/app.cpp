@@ -5,6 +5,7 @@
 #include "commands/flush.hpp"
 #include "commands/ingest.hpp"
 #include "commands/migrate.hpp"
+#include "commands/partitions.hpp"
 #include "commands/send.hpp"
 #include "exit_codes.hpp"
 #include "global_options.hpp"
@@ -54,6 +55,9 @@ constexpr Command kCommands[] = {
      &attach<IngestOptions, setup_ingest, run_ingest>},
     {"flush", "deliver what is in the local spool", &attach<FlushOptions, setup_flush, run_flush>},
     {"events", "list the event catalog", &attach<EventsOptions, setup_events, run_events>},
+    {"partitions",
+     "partition upkeep: create ahead, move rows out of DEFAULT, retention, list (cron-safe)",
+     &attach<PartitionsCommandOptions, setup_partitions, run_partitions>},
     {"completions", "print a completion script for bash, zsh or fish",
      &attach<CompletionsOptions, setup_completions, run_completions>},
 };

@@ -244,10 +244,9 @@ void pg_take_partitions_lock(pqxx::connection_base& c, const PartitionsOptions& 
     tx.exec("SELECT pg_advisory_lock(" + std::to_string(partitions_lock_key()) + ")");
   } catch (const pqxx::sql_error& e) {
     if (e.sqlstate() == "57014" || e.sqlstate() == "55P03") {
-      throw MigrateError("timed out after " + std::to_string(wait_ms) +
-                             " ms waiting for another trackevent partitions (advisory lock " +
-                             std::to_string(partitions_lock_key()) + ")",
-                         false);
+      throw PartitionsLockTimeout("timed out after " + std::to_string(wait_ms) +
+                                  " ms waiting for another trackevent partitions (advisory lock " +
+                                  std::to_string(partitions_lock_key()) + ")");
     }
     throw;
   }

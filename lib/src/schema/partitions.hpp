@@ -91,6 +91,11 @@ struct PartitionsReport {
   std::vector<std::string> notes;         ///< e.g. why nothing was changed
 };
 
+/// Another run held the advisory lock for the whole PartitionsOptions::lock_wait_ms.
+struct PartitionsLockTimeout : MigrateError {
+  explicit PartitionsLockTimeout(const std::string& what) : MigrateError(what, false) {}
+};
+
 /// Runs the upkeep (or the listing) on `target`. Throws MigrateError (unreachable database,
 /// lock wait timed out, SQL errors), like the migrations.
 PartitionsReport run_partitions(const DbTarget& target, const PartitionsOptions& options);
