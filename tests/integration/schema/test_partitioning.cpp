@@ -303,6 +303,41 @@ TEST_F(Partitioning, AnInterruptedConversionContinuesWhereItStopped) {
             0);
 }
 
+TEST_F(Partitioning, TheSinkRecognisesADuplicateByAPartitionsKeyName) {
+  // A COPY that meets an existing row fails with 23505 naming the partition's own key index
+  // (analytics_events_p2026_11_pkey, ...); the sink must take that for a duplicate, not a bad row.
+  const std::string url = te::test::fresh_test_database("te_part_");
+  te::migrate(pg(url));
+  auto sink = te::make_postgres_sink(url);
+  const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  std::vector<te::Event> batch;
+  for (std::uint32_t i = 1; i <= 3; ++i) {
+    batch.push_back(te::test::numbered_event(i));
+    batch.back().occurred_at_us = now_us;
+  }
+  ASSERT_TRUE(sink->write(batch).ok());
+  batch.push_back(te::test::numbered_event(4));
+  batch.back().occurred_at_us = now_us;
+  const te::WriteResult r = sink->write(batch);
+  ASSERT_TRUE(r.ok()) << r.failure->message;
+  EXPECT_EQ(r.stored, 1u);
+  EXPECT_EQ(r.duplicates, 3u);
+  EXPECT_EQ(count(url, "SELECT count(*) FROM analytics_events"), 4);
+  // A row in DEFAULT (no partition for 1999) is recognised the same way.
+  std::vector<te::Event> old = {te::test::numbered_event(9)};
+  old[0].occurred_at_us = 915'148'800'000'000;  // 1999-01-01
+  std::vector<te::Event> two = {old[0], te::test::numbered_event(10)};
+  two[1].occurred_at_us = old[0].occurred_at_us;
+  ASSERT_TRUE(sink->write(old).ok());
+  const te::WriteResult d = sink->write(two);
+  ASSERT_TRUE(d.ok()) << d.failure->message;
+  EXPECT_EQ(d.stored, 1u);
+  EXPECT_EQ(d.duplicates, 1u);
+  EXPECT_EQ(count(url, "SELECT count(*) FROM analytics_events_default"), 2);
+}
+
 TEST_F(Partitioning, ACopyWaitingOnTheSwapLockLandsInTheNewTable) {
   // The swap's pattern by hand: a COPY that queues behind the ACCESS EXCLUSIVE lock resolves the
   // name again once it gets the lock, so it writes into the table renamed into place.
