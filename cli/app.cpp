@@ -1,12 +1,14 @@
 #include "app.hpp"
 
 #include "commands/completions.hpp"
+#include "commands/dead_letters.hpp"
 #include "commands/events.hpp"
 #include "commands/flush.hpp"
 #include "commands/ingest.hpp"
 #include "commands/migrate.hpp"
 #include "commands/partitions.hpp"
 #include "commands/send.hpp"
+#include "commands/status.hpp"
 #include "exit_codes.hpp"
 #include "global_options.hpp"
 #include "log/log.hpp"
@@ -55,6 +57,12 @@ constexpr Command kCommands[] = {
      &attach<IngestOptions, setup_ingest, run_ingest>},
     {"flush", "deliver what is in the local spool", &attach<FlushOptions, setup_flush, run_flush>},
     {"events", "list the event catalog", &attach<EventsOptions, setup_events, run_events>},
+    // Operating a host (issue 17): its state for people and monitoring, and the dead letters.
+    {"status",
+     "report the spool, dead letters, last delivery and database (text, json, prometheus)",
+     &attach<StatusOptions, setup_status, run_status>},
+    {"dead-letters", "list, replay or purge the events the database refused",
+     &attach<DeadLettersOptions, setup_dead_letters, run_dead_letters>},
     {"partitions",
      "partition upkeep: create ahead, move rows out of DEFAULT, retention, list (cron-safe)",
      &attach<PartitionsCommandOptions, setup_partitions, run_partitions>},

@@ -8,6 +8,9 @@ namespace trackevent::cli::exit_code {
 inline constexpr int ok = 0;
 /// Something failed that has no more specific status (e.g. a migration checksum mismatch).
 inline constexpr int failure = 1;
+/// `status`: the host is degraded (spool older than --max-age, dead letters, pending
+/// migrations). Not a sysexits value: a monitoring check's "warning".
+inline constexpr int degraded = 2;
 /// EX_USAGE: bad command line (unknown option, missing value, malformed flag value).
 inline constexpr int usage = 64;
 /// EX_DATAERR: some input lines were rejected; the rest were accepted.

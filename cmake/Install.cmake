@@ -23,7 +23,7 @@ if(TRACKEVENT_INSTALL_RPATH AND NOT IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
 endif()
 
 install(TARGETS trackevent EXPORT trackeventTargets
-  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime NAMELINK_COMPONENT development
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT library NAMELINK_COMPONENT development
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT development
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 install(TARGETS trackevent_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
@@ -53,6 +53,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/completions/trackevent.fish OPTIONAL
   DESTINATION ${CMAKE_INSTALL_DATADIR}/fish/vendor_completions.d COMPONENT runtime)
 install(FILES ${PROJECT_SOURCE_DIR}/schema/events.json OPTIONAL
   DESTINATION ${CMAKE_INSTALL_DATADIR}/trackevent COMPONENT runtime)
+# Run by hand with psql to hand partition upkeep over to pg_partman (docs/scale.md).
+install(FILES ${PROJECT_SOURCE_DIR}/schema/pg_partman/handover.sql
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/trackevent/pg_partman COMPONENT runtime)
 
 # CMake package: targets, config, version, and the catalog->header function.
 install(EXPORT trackeventTargets NAMESPACE trackevent:: FILE trackeventTargets.cmake

@@ -51,7 +51,7 @@ _trackevent() {
 
   # The value of an option.
   case $cmd:$prev in
-    :--db | send:--org | send:--user | send:--meta | send:-m | send:--at | send:--id | send:--timeout | ingest:--batch-size | ingest:--flush-interval | ingest:--queue-size | ingest:--flush-timeout | ingest:--connections | ingest:--max-line-bytes | ingest:--max-metadata-bytes | ingest:--max-depth | ingest:--max-keys | flush:--timeout | flush:--batch-size | partitions:--ahead | partitions:--retain | partitions:--lock-wait)
+    :--db | send:--org | send:--user | send:--meta | send:-m | send:--at | send:--id | send:--timeout | ingest:--batch-size | ingest:--flush-interval | ingest:--queue-size | ingest:--flush-timeout | ingest:--connections | ingest:--max-line-bytes | ingest:--max-metadata-bytes | ingest:--max-depth | ingest:--max-keys | flush:--timeout | flush:--batch-size | status:--max-age | status:--timeout | dead-letters:--older-than | dead-letters:--timeout | dead-letters:--batch-size | partitions:--ahead | partitions:--retain | partitions:--lock-wait)
       return
       ;;
     :--log-format)
@@ -62,7 +62,7 @@ _trackevent() {
       COMPREPLY=($(compgen -W 'trace debug info warn error critical off' -- "$cur"))
       return
       ;;
-    :--catalog)
+    :--catalog | status:--output)
       __trackevent_files
       return
       ;;
@@ -76,6 +76,14 @@ _trackevent() {
       ;;
     ingest:--on-full)
       COMPREPLY=($(compgen -W 'spool drop block' -- "$cur"))
+      return
+      ;;
+    status:--format)
+      COMPREPLY=($(compgen -W 'text json prometheus' -- "$cur"))
+      return
+      ;;
+    dead-letters:--format)
+      COMPREPLY=($(compgen -W 'auto jsonl table' -- "$cur"))
       return
       ;;
     partitions:--format)
@@ -92,6 +100,8 @@ _trackevent() {
       ingest) COMPREPLY=($(compgen -W '-h --help --tee --batch-size --flush-interval --queue-size --on-full --flush-timeout --durable --check --progress --no-progress --strict --connections --max-line-bytes --max-metadata-bytes --max-depth --max-keys' -- "$cur")) ;;
       flush) COMPREPLY=($(compgen -W '-h --help --timeout --batch-size --exclusive' -- "$cur")) ;;
       events) COMPREPLY=($(compgen -W '-h --help --json --names' -- "$cur")) ;;
+      status) COMPREPLY=($(compgen -W '-h --help --format --output --max-age --timeout --no-db' -- "$cur")) ;;
+      dead-letters) COMPREPLY=($(compgen -W '-h --help --format --older-than --timeout --batch-size' -- "$cur")) ;;
       partitions) COMPREPLY=($(compgen -W '-h --help --ahead --retain --drop --list --format --dry-run --lock-wait' -- "$cur")) ;;
       completions) COMPREPLY=($(compgen -W '-h --help' -- "$cur")) ;;
     esac
@@ -99,8 +109,9 @@ _trackevent() {
   fi
 
   case $cmd in
-    '') COMPREPLY=($(compgen -W 'migrate send ingest flush events partitions completions' -- "$cur")) ;;
+    '') COMPREPLY=($(compgen -W 'migrate send ingest flush events status dead-letters partitions completions' -- "$cur")) ;;
     ingest) __trackevent_files ;;
+    dead-letters) COMPREPLY=($(compgen -W 'list replay purge' -- "$cur")) ;;
     completions) COMPREPLY=($(compgen -W 'bash zsh fish' -- "$cur")) ;;
   esac
 } &&

@@ -15,20 +15,22 @@ end
 complete -c trackevent -f
 
 # trackevent
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -a migrate -d 'create or upgrade the schema'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -a send -d 'record events given as JSON arguments or built from --org/--event flags'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -a ingest -d 'record JSONL from FILEs, or stdin when none or "-"'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -a flush -d 'deliver what is in the local spool'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -a events -d 'list the event catalog'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -a partitions -d 'partition upkeep: create ahead, move rows out of DEFAULT, retention, list'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -a completions -d 'print a completion script for bash, zsh or fish'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -s h -l help -d 'Print this help message and exit'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -l version -d 'Display program version information and exit'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -l db -x -d 'database: postgresql://..., libpq key=value, or sqlite:PATH'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -l log-format -x -a 'json text' -d 'log lines on stderr: json or text'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -l log-level -x -a 'trace debug info warn error critical off' -d 'least severe log line shown'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -s q -l quiet -d 'log errors only'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events partitions completions' -l catalog -r -F -d 'event catalog'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a migrate -d 'create or upgrade the schema'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a send -d 'record events given as JSON arguments or built from --org/--event flags'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a ingest -d 'record JSONL from FILEs, or stdin when none or "-"'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a flush -d 'deliver what is in the local spool'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a events -d 'list the event catalog'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a status -d 'report the spool, dead letters, last delivery and database'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a dead-letters -d 'list, replay or purge the events the database refused'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a partitions -d 'partition upkeep: create ahead, move rows out of DEFAULT, retention, list'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a completions -d 'print a completion script for bash, zsh or fish'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -s h -l help -d 'Print this help message and exit'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l version -d 'Display program version information and exit'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l db -x -d 'database: postgresql://..., libpq key=value, or sqlite:PATH'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l log-format -x -a 'json text' -d 'log lines on stderr: json or text'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l log-level -x -a 'trace debug info warn error critical off' -d 'least severe log line shown'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -s q -l quiet -d 'log errors only'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l catalog -r -F -d 'event catalog'
 
 # trackevent migrate
 complete -c trackevent -n '__fish_seen_subcommand_from migrate' -s h -l help -d 'Print this help message and exit'
@@ -78,6 +80,22 @@ complete -c trackevent -n '__fish_seen_subcommand_from flush' -l exclusive -d 'd
 complete -c trackevent -n '__fish_seen_subcommand_from events' -s h -l help -d 'Print this help message and exit'
 complete -c trackevent -n '__fish_seen_subcommand_from events' -l json -d 'print a JSON array of {name, description}'
 complete -c trackevent -n '__fish_seen_subcommand_from events' -l names -d 'print only the names, one per line'
+
+# trackevent status
+complete -c trackevent -n '__fish_seen_subcommand_from status' -s h -l help -d 'Print this help message and exit'
+complete -c trackevent -n '__fish_seen_subcommand_from status' -l format -x -a 'text json prometheus' -d 'text, json, or prometheus'
+complete -c trackevent -n '__fish_seen_subcommand_from status' -l output -r -F -d 'write the report to FILE, not stdout'
+complete -c trackevent -n '__fish_seen_subcommand_from status' -l max-age -x -d 'seconds the oldest spooled event may be old before the host is degraded'
+complete -c trackevent -n '__fish_seen_subcommand_from status' -l timeout -x -d 'seconds the database check and the wait for a locked spool may take'
+complete -c trackevent -n '__fish_seen_subcommand_from status' -l no-db -d 'do not check the database even when one is configured'
+
+# trackevent dead-letters
+complete -c trackevent -n '__fish_seen_subcommand_from dead-letters' -s h -l help -d 'Print this help message and exit'
+complete -c trackevent -n '__fish_seen_subcommand_from dead-letters' -l format -x -a 'auto jsonl table' -d 'list: jsonl, table, or auto'
+complete -c trackevent -n '__fish_seen_subcommand_from dead-letters' -l older-than -x -d 'purge: remove dead letters written longer ago than this'
+complete -c trackevent -n '__fish_seen_subcommand_from dead-letters' -l timeout -x -d 'replay: seconds it may take'
+complete -c trackevent -n '__fish_seen_subcommand_from dead-letters' -l batch-size -x -d 'replay: events written per round trip'
+complete -c trackevent -n '__fish_seen_subcommand_from dead-letters' -a 'list replay purge'
 
 # trackevent partitions
 complete -c trackevent -n '__fish_seen_subcommand_from partitions' -s h -l help -d 'Print this help message and exit'

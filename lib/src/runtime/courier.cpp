@@ -57,6 +57,7 @@ Courier::Courier(TrackerState& state)
                   },
           },
           s_.clock, s_.options.jitter),
+      record_(s_.options.spool_dir),
       claim_lease_([this](std::span<const std::int64_t> ids,
                           std::chrono::seconds lease) { return s_.spool.extend(ids, lease); },
                    s_.options.durable ? kDurableLease : kSpoolLease,
@@ -100,7 +101,13 @@ void Courier::deliver(const Batch& batch, std::optional<WriteResult> first) {
     spool_events(std::span<const Event>(e, 1), "dead-letter file not writable");
   }
   settle(all.size() - unsent - out.dead_failed.size());  // stored, duplicates, dead-lettered
-  if (out.stopped) return;  // shutdown cut a retry short: that says nothing about the sink
+  if (out.stopped) {
+    // Shutdown cut a retry short: that says nothing more about the sink, but the write failed.
+    if (unsent > 0 && out.failure) {
+      record_.note_failure("unavailable", out.failure->sqlstate, out.failure->message, unsent);
+    }
+    return;
+  }
   if (unsent == 0) {
     sink_succeeded();
     return;
@@ -115,6 +122,7 @@ void Courier::delivered(const BatchRunner::Done& done) {
   Counters::add(s_.counters.duplicates, done.result.duplicates);
   settle(done.batch->size());
   policy_.note_write(done.result, done.batch->size());
+  record_.note_success(done.result.stored + done.result.duplicates);
   sink_succeeded();
 }
 
@@ -122,10 +130,12 @@ void Courier::count(const DeliveryOutcome& out) {
   Counters::add(s_.counters.stored, out.stored);
   Counters::add(s_.counters.duplicates, out.duplicates);
   Counters::add(s_.counters.rejected_by_db, out.dead_lettered);
+  if (out.stored + out.duplicates > 0) record_.note_success(out.stored + out.duplicates);
 }
 
 bool Courier::dead_letter(const Event& event, const Failure& failure) {
   const auto written = s_.spool.dead_letter(event, failure.message, failure.sqlstate);
+  record_.note_failure("rejected", failure.sqlstate, failure.message, 1);
   const bool kept = written.ok();
   log::Fields fields{{"event_id", event.event_id.to_string()},
                      {"event_name", event.event_name},
@@ -149,6 +159,7 @@ bool Courier::dead_letter(const Event& event, const Failure& failure) {
 
 void Courier::sink_failed(const Failure& failure, std::size_t events) {
   const Clock::duration delay = policy_.failed(failure);
+  record_.note_failure("unavailable", failure.sqlstate, failure.message, events);
   if (failure.disposition == Disposition::hold) {
     report(log::Level::error, "sink.hold",
            "database refused writes; holding events in the spool until an operator fixes it",

@@ -9,6 +9,7 @@
 #include "runtime/batcher.hpp"
 #include "runtime/delivery.hpp"
 #include "runtime/tracker_state.hpp"
+#include "spool/delivery_record.hpp"
 #include "spool/spool.hpp"
 
 #include <chrono>
@@ -82,6 +83,8 @@ class Courier {
 
   TrackerState& s_;
   DeliveryPolicy policy_;
+  /// The last success and failure, for `trackevent status` (spool/delivery_record.hpp).
+  DeliveryRecord record_;
   std::vector<QueueItem> popped_;
   bool replay_due_ = false;              // a write just succeeded: try the spool next
   std::vector<std::int64_t> claim_ids_;  // spool rows being replayed, while they are written

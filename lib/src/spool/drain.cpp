@@ -10,6 +10,7 @@
 #include "log/log.hpp"
 #include "pg/connection.hpp"
 #include "runtime/delivery.hpp"
+#include "spool/delivery_record.hpp"
 #include "spool/spool.hpp"
 
 #include <fcntl.h>
@@ -100,10 +101,12 @@ detail::SpoolOptions wal_keeping_options(bool full_sync = false) {
 /// pauses end at the drain's deadline.
 class Drainer {
  public:
-  Drainer(Sink& sink, detail::Spool& spool, detail::DeadLetters& dead, DrainResult& result,
-          const Timer& timer, TimePoint deadline, std::size_t batch_size)
+  Drainer(Sink& sink, detail::Spool& spool, detail::DeadLetters& dead,
+          detail::DeliveryRecord& record, DrainResult& result, const Timer& timer,
+          TimePoint deadline, std::size_t batch_size)
       : spool_(spool),
         dead_(dead),
+        record_(record),
         result_(result),
         lease_(spool, kLease, [&timer] { return timer.now(); }),
         policy_(detail::DeliveryPolicy::Rules{.max_rows = batch_size},
@@ -140,7 +143,10 @@ class Drainer {
     result_.stored += out.stored;
     result_.duplicates += out.duplicates;
     result_.dead_lettered += out.dead_lettered;
+    if (out.stored + out.duplicates > 0) record_.note_success(out.stored + out.duplicates);
     if (out.unsent.empty()) return detail::ok();
+    record_.note_failure("unavailable", out.failure->sqlstate, out.failure->message,
+                         out.unsent_rows());
     // Give back what was not written, but not the rows kept back: their lease is their backoff.
     std::vector<std::int64_t> back;
     for (const auto part : out.unsent) {
@@ -172,6 +178,7 @@ class Drainer {
   // included, retries it before the lease runs out (a backoff), and this one does not spin on it.
   bool dead_letter(const Event& row, const Failure& failure) {
     const auto lettered = dead_.append(row, failure.message, failure.sqlstate);
+    record_.note_failure("rejected", failure.sqlstate, failure.message, 1);
     if (lettered) return true;
     const std::string& why = lettered.error().message;
     ++result_.dead_letter_failed;
@@ -191,6 +198,7 @@ class Drainer {
 
   detail::Spool& spool_;
   detail::DeadLetters& dead_;
+  detail::DeliveryRecord& record_;  // the last success and failure, for `trackevent status`
   DrainResult& result_;
   /// Renews the claim's lease while delivering it takes long (bisecting a large batch).
   detail::LeaseRenewer lease_;
@@ -221,8 +229,9 @@ DrainResult drain_once(const DbTarget& target, const DrainOptions& options,
 
     auto sink = make_sink(target, options.pg_timeouts);
     detail::DeadLetters dead{dir};
+    detail::DeliveryRecord record{dir};
     const std::size_t batch_size = std::max<std::size_t>(options.batch_size, 1);
-    Drainer drainer{*sink, *spool, dead, result, timer, deadline, batch_size};
+    Drainer drainer{*sink, *spool, dead, record, result, timer, deadline, batch_size};
     const auto stop_requested = [&] { return options.should_stop && options.should_stop(); };
 
     for (;;) {

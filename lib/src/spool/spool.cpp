@@ -4,6 +4,7 @@
 
 #include "spool/spool.hpp"
 
+#include "spool/dead_letter_file.hpp"
 #include "spool/fs_util.hpp"
 #include "sqlite/sqlite_util.hpp"
 
@@ -552,34 +553,22 @@ Result<> LeaseRenewer::renew(std::span<const std::int64_t> ids) noexcept {
 
 // ---- dead letters -------------------------------------------------------------------------------
 
-DeadLetters::DeadLetters(std::filesystem::path dir) : path_(std::move(dir) / "dead-letter.jsonl") {}
+DeadLetters::DeadLetters(std::filesystem::path dir)
+    : path_(std::move(dir) / kDeadLetterFile), cap_(dead_letter_cap()) {}
 
 Result<> DeadLetters::append(const Event& event, std::string_view error,
                              std::string_view sqlstate) noexcept {
   try {
-    nlohmann::json line;
-    line["event_id"] = event.event_id.to_string();
-    line["org_id"] = event.org_id;
-    line["user_id"] = event.user_id ? nlohmann::json(*event.user_id) : nlohmann::json(nullptr);
-    line["event_name"] = event.event_name;
-    // Keep the metadata a JSON value so `jq` can read it; text that is not JSON stays a string.
-    nlohmann::json meta = nlohmann::json::parse(event.metadata, nullptr, false);
-    line["metadata"] = meta.is_discarded() ? nlohmann::json(event.metadata) : std::move(meta);
-    line["occurred_at"] = format_rfc3339(event.occurred_at_us);
-    line["error"] = std::string(error);
-    line["sqlstate"] = sqlstate.empty() ? nlohmann::json(nullptr) : nlohmann::json(sqlstate);
-    const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-    line["at"] = format_rfc3339(now_us);
-    // Replace invalid UTF-8 instead of throwing: a dead letter must always be writable.
-    std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string text = format_dead_letter(event, error, sqlstate, now_unix_us());
     text += '\n';
 
     const std::filesystem::path dir = path_.has_parent_path() ? path_.parent_path() : ".";
     if (auto r = ensure_private_dir(dir, "dead-letter directory"); !r) return r;
     // Whether this append creates the file: then its directory entry must be made durable too.
     // (Two first writers may both think so; a second directory sync costs nothing.)
+    // Shared with other appenders; a replay or purge renaming a new file into place waits.
+    Result<AppendLock> lock = AppendLock::acquire(dir, std::chrono::seconds{10});
+    if (!lock) return std::move(lock).error();
     struct stat before {};
     const bool creates = ::lstat(path_.c_str(), &before) != 0 && errno == ENOENT;
     const Result<int> opened = open_private_file(path_, O_APPEND | O_WRONLY);
@@ -617,6 +606,12 @@ Result<> DeadLetters::append(const Event& event, std::string_view error,
         return Error{"cannot sync the directory " + dir.string() + " of the new " + path_.string() +
                      ": " + std::strerror(dir_errno)};
       }
+    }
+    if (static_cast<std::uint64_t>(before.st_size) + text.size() > cap_) {
+      // Past the cap: keep the newest lines (logged loudly). Not under our shared lock: the
+      // rotation takes it exclusively.
+      lock->release();
+      rotate_dead_letters_if_needed(dir, cap_);
     }
     return ok();
   } catch (const std::bad_alloc& ex) {  // building the line or a message

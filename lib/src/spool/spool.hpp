@@ -130,7 +130,10 @@ class LeaseRenewer {
 };
 
 /// Appends rejected rows to `dir`/dead-letter.jsonl (mode 0600), one JSON object per line:
-/// the event's fields plus "error" and "sqlstate". Safe across threads and processes (O_APPEND).
+/// the event's fields plus "error", "sqlstate" and "at". Safe across threads and processes
+/// (O_APPEND), and against a concurrent `trackevent dead-letters replay`/`purge` (a shared flock,
+/// spool/dead_letter_file.hpp). Past its size cap (TRACKEVENT_DEAD_LETTER_MAX_BYTES, 64 MiB) the
+/// file keeps its newest lines, logged at level critical.
 /// An append is durable when it succeeds: the line is written whole and fdatasync'd (and the
 /// directory fsync'd when the append created the file), so the caller may then delete the spool
 /// row, the event's only other copy. A failure after the write (the sync failed) may have left
@@ -146,6 +149,7 @@ class DeadLetters {
 
  private:
   std::filesystem::path path_;
+  std::uint64_t cap_;  // dead_letter_cap() when constructed
 };
 
 }  // namespace trackevent::detail
