@@ -6,6 +6,7 @@
 #include "commands/flush.hpp"
 #include "commands/ingest.hpp"
 #include "commands/migrate.hpp"
+#include "commands/partitions.hpp"
 #include "commands/send.hpp"
 #include "commands/status.hpp"
 #include "exit_codes.hpp"
@@ -62,6 +63,9 @@ constexpr Command kCommands[] = {
      &attach<StatusOptions, setup_status, run_status>},
     {"dead-letters", "list, replay or purge the events the database refused",
      &attach<DeadLettersOptions, setup_dead_letters, run_dead_letters>},
+    {"partitions",
+     "partition upkeep: create ahead, move rows out of DEFAULT, retention, list (cron-safe)",
+     &attach<PartitionsCommandOptions, setup_partitions, run_partitions>},
     {"completions", "print a completion script for bash, zsh or fish",
      &attach<CompletionsOptions, setup_completions, run_completions>},
 };

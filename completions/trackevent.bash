@@ -65,7 +65,7 @@ _trackevent() {
 
   # The value of an option.
   case $cmd:$prev in
-    :--db | send:--org | send:--user | send:--meta | send:--at | send:--id | send:--timeout | ingest:--batch-size | ingest:--flush-interval | ingest:--queue-size | ingest:--flush-timeout | ingest:--connections | ingest:--max-line-bytes | ingest:--max-metadata-bytes | ingest:--max-depth | ingest:--max-keys | flush:--timeout | flush:--batch-size | events:--show | events:--keys | status:--max-age | status:--timeout | dead-letters:--older-than | dead-letters:--timeout | dead-letters:--batch-size)
+    :--db | send:--org | send:--user | send:--meta | send:--at | send:--id | send:--timeout | ingest:--batch-size | ingest:--flush-interval | ingest:--queue-size | ingest:--flush-timeout | ingest:--connections | ingest:--max-line-bytes | ingest:--max-metadata-bytes | ingest:--max-depth | ingest:--max-keys | flush:--timeout | flush:--batch-size | events:--show | events:--keys | status:--max-age | status:--timeout | dead-letters:--older-than | dead-letters:--timeout | dead-letters:--batch-size | partitions:--ahead | partitions:--retain | partitions:--lock-wait)
       return
       ;;
     :--log-format)
@@ -82,6 +82,10 @@ _trackevent() {
       ;;
     :--catalog-mode)
       COMPREPLY=($(compgen -W 'reject warn off' -- "$cur"))
+      return
+      ;;
+    migrate:--partition-interval)
+      COMPREPLY=($(compgen -W 'day week month' -- "$cur"))
       return
       ;;
     send:--event)
@@ -105,25 +109,30 @@ _trackevent() {
       COMPREPLY=($(compgen -W 'auto jsonl table' -- "$cur"))
       return
       ;;
+    partitions:--format)
+      COMPREPLY=($(compgen -W 'text json' -- "$cur"))
+      return
+      ;;
   esac
 
   if [[ $cur == -* ]]; then
     case $cmd in
       '') COMPREPLY=($(compgen -W '-h --help --version --db --log-format --log-level -q --quiet --catalog --catalog-mode' -- "$cur")) ;;
-      migrate) COMPREPLY=($(compgen -W '-h --help --status --dry-run' -- "$cur")) ;;
+      migrate) COMPREPLY=($(compgen -W '-h --help --status --dry-run --partition-interval' -- "$cur")) ;;
       send) COMPREPLY=($(compgen -W '-h --help --org --user --event --meta -m --at --id --timeout --durable --background' -- "$cur")) ;;
       ingest) COMPREPLY=($(compgen -W '-h --help --tee --batch-size --flush-interval --queue-size --on-full --flush-timeout --durable --check --progress --no-progress --strict --connections --max-line-bytes --max-metadata-bytes --max-depth --max-keys' -- "$cur")) ;;
       flush) COMPREPLY=($(compgen -W '-h --help --timeout --batch-size --exclusive' -- "$cur")) ;;
       events) COMPREPLY=($(compgen -W '-h --help --json --names --show --keys' -- "$cur")) ;;
       status) COMPREPLY=($(compgen -W '-h --help --format --output --max-age --timeout --no-db' -- "$cur")) ;;
       dead-letters) COMPREPLY=($(compgen -W '-h --help --format --older-than --timeout --batch-size' -- "$cur")) ;;
+      partitions) COMPREPLY=($(compgen -W '-h --help --ahead --retain --drop --list --format --dry-run --lock-wait' -- "$cur")) ;;
       completions) COMPREPLY=($(compgen -W '-h --help' -- "$cur")) ;;
     esac
     return
   fi
 
   case $cmd in
-    '') COMPREPLY=($(compgen -W 'migrate send ingest flush events status dead-letters completions' -- "$cur")) ;;
+    '') COMPREPLY=($(compgen -W 'migrate send ingest flush events status dead-letters partitions completions' -- "$cur")) ;;
     ingest) __trackevent_files ;;
     dead-letters) COMPREPLY=($(compgen -W 'list replay purge' -- "$cur")) ;;
     completions) COMPREPLY=($(compgen -W 'bash zsh fish' -- "$cur")) ;;

@@ -30,27 +30,29 @@ end
 complete -c trackevent -f
 
 # trackevent
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -a migrate -d 'create or upgrade the schema'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -a send -d 'record events given as JSON arguments or built from --org/--event flags'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -a ingest -d 'record JSONL from FILEs, or stdin when none or "-"'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -a flush -d 'deliver what is in the local spool'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -a events -d 'list the event catalog'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -a status -d 'report the spool, dead letters, last delivery and database'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -a dead-letters -d 'list, replay or purge the events the database refused'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -a completions -d 'print a completion script for bash, zsh or fish'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -s h -l help -d 'Print this help message and exit'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -l version -d 'Display program version information and exit'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -l db -x -d 'database: postgresql://..., libpq key=value, or sqlite:PATH'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -l log-format -x -a 'json text' -d 'log lines on stderr: json or text'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -l log-level -x -a 'trace debug info warn error critical off' -d 'least severe log line shown'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -s q -l quiet -d 'log errors only'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -l catalog -r -F -d 'event catalog'
-complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters completions' -l catalog-mode -x -a 'reject warn off' -d 'metadata that breaks the catalog\'s schema: reject the event, warn, or off'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a migrate -d 'create or upgrade the schema'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a send -d 'record events given as JSON arguments or built from --org/--event flags'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a ingest -d 'record JSONL from FILEs, or stdin when none or "-"'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a flush -d 'deliver what is in the local spool'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a events -d 'list the event catalog'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a status -d 'report the spool, dead letters, last delivery and database'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a dead-letters -d 'list, replay or purge the events the database refused'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a partitions -d 'partition upkeep: create ahead, move rows out of DEFAULT, retention, list'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -a completions -d 'print a completion script for bash, zsh or fish'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -s h -l help -d 'Print this help message and exit'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l version -d 'Display program version information and exit'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l db -x -d 'database: postgresql://..., libpq key=value, or sqlite:PATH'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l log-format -x -a 'json text' -d 'log lines on stderr: json or text'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l log-level -x -a 'trace debug info warn error critical off' -d 'least severe log line shown'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -s q -l quiet -d 'log errors only'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l catalog -r -F -d 'event catalog'
+complete -c trackevent -n 'not __fish_seen_subcommand_from migrate send ingest flush events status dead-letters partitions completions' -l catalog-mode -x -a 'reject warn off' -d 'metadata that breaks the catalog\'s schema: reject the event, warn, or off'
 
 # trackevent migrate
 complete -c trackevent -n '__fish_seen_subcommand_from migrate' -s h -l help -d 'Print this help message and exit'
 complete -c trackevent -n '__fish_seen_subcommand_from migrate' -l status -d 'print each migration\'s state'
 complete -c trackevent -n '__fish_seen_subcommand_from migrate' -l dry-run -d 'report what would be applied'
+complete -c trackevent -n '__fish_seen_subcommand_from migrate' -l partition-interval -x -a 'day week month' -d 'PostgreSQL: partition analytics_events by day, week or month'
 
 # trackevent send
 complete -c trackevent -n '__fish_seen_subcommand_from send' -s h -l help -d 'Print this help message and exit'
@@ -112,6 +114,16 @@ complete -c trackevent -n '__fish_seen_subcommand_from dead-letters' -l older-th
 complete -c trackevent -n '__fish_seen_subcommand_from dead-letters' -l timeout -x -d 'replay: seconds it may take'
 complete -c trackevent -n '__fish_seen_subcommand_from dead-letters' -l batch-size -x -d 'replay: events written per round trip'
 complete -c trackevent -n '__fish_seen_subcommand_from dead-letters' -a 'list replay purge'
+
+# trackevent partitions
+complete -c trackevent -n '__fish_seen_subcommand_from partitions' -s h -l help -d 'Print this help message and exit'
+complete -c trackevent -n '__fish_seen_subcommand_from partitions' -l ahead -x -d 'partitions to have after the current one'
+complete -c trackevent -n '__fish_seen_subcommand_from partitions' -l retain -x -d 'detach partitions wholly older than this'
+complete -c trackevent -n '__fish_seen_subcommand_from partitions' -l drop -d 'with --retain: drop old partitions instead of detaching them'
+complete -c trackevent -n '__fish_seen_subcommand_from partitions' -l list -d 'print the partitions with bounds, row estimates and sizes'
+complete -c trackevent -n '__fish_seen_subcommand_from partitions' -l format -x -a 'text json' -d 'of --list: text or json'
+complete -c trackevent -n '__fish_seen_subcommand_from partitions' -l dry-run -d 'report what would change'
+complete -c trackevent -n '__fish_seen_subcommand_from partitions' -l lock-wait -x -d 'seconds to wait while another run holds the lock'
 
 # trackevent completions
 complete -c trackevent -n '__fish_seen_subcommand_from completions' -s h -l help -d 'Print this help message and exit'

@@ -45,6 +45,10 @@ void setup_migrate(CLI::App& app, MigrateCommandOptions& o) {
   app.add_flag("--status", o.status,
                "print each migration's state (a table on stdout); change nothing");
   app.add_flag("--dry-run", o.dry_run, "report what would be applied; change nothing");
+  app.add_option("--partition-interval", o.partition_interval,
+                 "PostgreSQL: partition analytics_events by day, week or month (default month; "
+                 "chosen once, by migration 0002: changing it later is an error)")
+      ->check(CLI::IsMember({"day", "week", "month"}));
 }
 
 int run_migrate(const MigrateCommandOptions& o, const GlobalOptions& global) {
@@ -54,6 +58,7 @@ int run_migrate(const MigrateCommandOptions& o, const GlobalOptions& global) {
   const std::string database = describe_target(target);
   MigrateOptions options;
   options.dry_run = o.dry_run;
+  if (!o.partition_interval.empty()) options.partition_interval = o.partition_interval;
   try {
     if (o.status) {
       const MigrateReport report = migration_status(target, options);
@@ -75,6 +80,16 @@ int run_migrate(const MigrateCommandOptions& o, const GlobalOptions& global) {
       log::info(o.dry_run ? "would apply migration" : "applied migration",
                 {{"version", version},
                  {"name", it == report.status.end() ? std::string{} : it->name},
+                 {"database", database}});
+    }
+    if (const auto& conv = report.conversion) {
+      log::info("analytics_events partitioned",
+                {{"interval", conv->interval},
+                 {"rows_copied", conv->rows_copied},
+                 {"lock_held_ms", conv->lock_held_ms},
+                 {"old_table", conv->old_table_kept ? "kept as analytics_events_v1 (drop it "
+                                                      "when no longer needed)"
+                                                    : "empty, dropped"},
                  {"database", database}});
     }
     const int current = report.status.empty() ? 0 : report.status.back().version;

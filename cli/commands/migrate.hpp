@@ -1,9 +1,12 @@
 #pragma once
-// `trackevent migrate [--status] [--dry-run]`: create or upgrade the schema.
+// `trackevent migrate [--status] [--dry-run] [--partition-interval I]`: create or upgrade the
+// schema.
 
 #include "global_options.hpp"
 
 #include <CLI/CLI.hpp>
+
+#include <string>
 
 namespace trackevent::cli {
 
@@ -12,6 +15,8 @@ struct MigrateCommandOptions {
   bool status = false;
   /// Report what would be applied; change nothing.
   bool dry_run = false;
+  /// --partition-interval day|week|month (migration 0002); empty: the recorded one, or month.
+  std::string partition_interval;
 };
 
 void setup_migrate(CLI::App& app, MigrateCommandOptions& options);

@@ -204,7 +204,10 @@ void setup_send(CLI::App& app, SendOptions& o) {
       ->type_name("KEY=VALUE")
       ->allow_extra_args(false);
   app.add_option("--at", o.at, "when it happened (RFC 3339); default now")->type_name("TIME");
-  app.add_option("--id", o.id, "event_id (UUID); default a new UUIDv7")->type_name("UUID");
+  app.add_option("--id", o.id,
+                 "event_id (UUID); default a new UUIDv7. Without --at it must be a UUIDv7, whose "
+                 "time is used")
+      ->type_name("UUID");
   app.add_option("--timeout", o.timeout_s,
                  "seconds to wait for delivery; what is not delivered by then is spooled")
       ->capture_default_str()

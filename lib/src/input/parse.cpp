@@ -954,6 +954,20 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
   if ((seen & kEventName) == 0) return Rejection{"event_name: missing (required)"};
   ev.org_id = *org_id;
   ev.user_id = user_id;
+  if (have_event_id && !have_occurred_at) {
+    // "Stored once": the key is (org_id, occurred_at, event_id), so a second delivery of the line
+    // must carry the same occurred_at. A UUIDv7 holds its own time (48-bit Unix milliseconds);
+    // any other id would be stamped anew on each run and stored twice.
+    if (ev.event_id.version() != 7 || (ev.event_id.bytes[8] & 0xc0) != 0x80) {
+      return Rejection{
+          "event_id is not a UUIDv7; give occurred_at with it, so a second delivery is "
+          "recognised as the same event"};
+    }
+    std::int64_t unix_ms = 0;
+    for (int i = 0; i < 6; ++i) unix_ms = (unix_ms << 8) | ev.event_id.bytes[i];
+    ev.occurred_at_us = unix_ms * 1000;
+    have_occurred_at = true;
+  }
   if (!have_occurred_at) ev.occurred_at_us = now_us;
   if (!have_event_id) ev.event_id = make_uuid_v7(now_us / 1000);
   if (options.catalog != nullptr && options.catalog_mode == CatalogMode::reject) {

@@ -7,11 +7,12 @@
 // Per batch, on the fast path: one COPY (its own transaction; the query and then the data, two
 // round trips), its rows encoded and sent a few hundred at a time so the server is parsing the
 // first ones while the client encodes the rest. When the batch holds an id the table already has
-// (23505 on analytics_events_pkey), two statements more: COPY into a session temp table inside
-// BEGIN, then INSERT ... ON CONFLICT DO NOTHING; COMMIT. After such a fallback the next batches go
-// straight to the conflict-tolerant path while duplicates keep turning up (spool replays tend to
-// come in runs), so we don't pay the wasted COPY each time. A batch of one event (`trackevent
-// send`) is a single parameterised INSERT ... ON CONFLICT DO NOTHING instead: one round trip.
+// (23505 on analytics_events_pkey or a partition's key), two statements more: COPY into a session
+// temp table inside BEGIN, then INSERT ... ON CONFLICT DO NOTHING; COMMIT. After such a fallback
+// the next batches go straight to the conflict-tolerant path while duplicates keep turning up
+// (spool replays tend to come in runs), so we don't pay the wasted COPY each time. A batch of one
+// event (`trackevent send`) is a single parameterised INSERT ... ON CONFLICT DO NOTHING instead:
+// one round trip.
 #include "config/database_url.hpp"
 #include "pg/connection.hpp"
 #include "pg/sqlstate.hpp"
@@ -49,12 +50,23 @@ constexpr const char* kCopyToTemp =
 constexpr const char* kInsertFromTemp =
     "INSERT INTO analytics_events (event_id, org_id, user_id, event_name, metadata, occurred_at) "
     "SELECT event_id, org_id, user_id, event_name, metadata, occurred_at FROM trackevent_batch "
-    "ON CONFLICT (event_id) DO NOTHING; "
+    "ON CONFLICT DO NOTHING; "
     "COMMIT";
 constexpr const char* kInsertOne =
     "INSERT INTO analytics_events (event_id, org_id, user_id, event_name, metadata, occurred_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING";
-constexpr std::string_view kPrimaryKey = "analytics_events_pkey";
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+
+/// Whether a 23505 came from the events' primary key: the parent's constraint, or (a COPY into
+/// the partitioned layout of migration 0002) a partition's own key index, which PostgreSQL names
+/// <partition>_pkey, e.g. analytics_events_p2026_12_pkey. ON CONFLICT has no target, because
+/// (event_id) alone is not unique in that layout (docs/architecture.md, "Stored once").
+bool is_primary_key(std::string_view constraint) {
+  constexpr std::string_view prefix = "analytics_events_";
+  constexpr std::string_view suffix = "_pkey";
+  if (constraint == "analytics_events_pkey") return true;
+  return constraint.size() > prefix.size() + suffix.size() && constraint.starts_with(prefix) &&
+         constraint.ends_with(suffix);
+}
 
 /// Batches after a duplicate-id fallback that skip the fast path (reset by a clean batch).
 constexpr int kConflictModeBatches = 16;
@@ -280,7 +292,7 @@ class PgSink final : public Sink {
       }
       const PgError& e = s.error();
       if (!(e.kind == PgError::Kind::server && e.sqlstate == "23505" &&
-            e.constraint == kPrimaryKey)) {
+            is_primary_key(e.constraint))) {
         return failure_from(e);
       }
       // A lone COPY is its own transaction, already rolled back by the server.

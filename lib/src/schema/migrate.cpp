@@ -219,6 +219,12 @@ detail::SqliteDb sqlite_open_for_migrate(const std::string& path, bool create) {
 }
 
 MigrateReport sqlite_migrate(const DbTarget& target, const MigrateOptions& options) {
+  if (options.partition_interval) {
+    // Said, not ignored: the option would otherwise seem to have taken effect.
+    throw MigrateError("--partition-interval applies to PostgreSQL only: the SQLite store at " +
+                           target.conninfo + " is not partitioned",
+                       false);
+  }
   const std::vector<Migration>& builtin = builtin_migrations(DbTarget::Kind::sqlite);
   if (options.dry_run) {
     // A dry run creates nothing, not even the file.

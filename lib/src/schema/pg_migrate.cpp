@@ -4,6 +4,8 @@
 #include "pg/connection.hpp"
 #include "schema/migrate.hpp"
 #include "schema/migrate_internal.hpp"
+#include "schema/pg_convert.hpp"
+#include "schema/pg_session.hpp"
 
 #include <pqxx/pqxx>
 
@@ -21,6 +23,7 @@ using detail::dry_run_report;
 using detail::label;
 using detail::status_of;
 using detail::throw_on_mismatch;
+using detail::with_pg;
 
 constexpr const char* kPgCreateBookkeeping = R"sql(
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -32,80 +35,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 constexpr const char* kPgRfc3339 =
     R"(to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))";
-
-/// libpqxx 6.4's hook for how a connection is made: here it is not made but handed over, once.
-/// The PGconn stays owned by the pg::Connection that opened it: libpqxx's disconnect (on close,
-/// or before a reset) only forgets it, so libpqxx never PQfinish-es it, and a reconnect, which
-/// would silently drop the session's advisory lock, fails as a lost connection instead.
-class LentPolicy final : public pqxx::connectionpolicy {
- public:
-  explicit LentPolicy(PGconn* conn) : pqxx::connectionpolicy(std::string()), conn_(conn) {}
-
-  handle do_startconnect(handle orig) override {
-    if (orig != nullptr) return orig;
-    if (conn_ == nullptr) throw pqxx::broken_connection("the connection was closed");
-    return std::exchange(conn_, nullptr);
-  }
-  handle do_dropconnect(handle /*orig*/) noexcept override { return nullptr; }
-  handle do_disconnect(handle orig) noexcept override { return do_dropconnect(orig); }
-
- private:
-  PGconn* conn_;
-};
-
-/// A libpqxx connection over a PGconn lent by a pg::Connection, which must outlive it.
-class LentConnection final : public pqxx::connection_base {
- public:
-  explicit LentConnection(PGconn* conn) : pqxx::connection_base(policy_), policy_(conn) { init(); }
-  ~LentConnection() noexcept { close(); }
-  LentConnection(const LentConnection&) = delete;
-  LentConnection& operator=(const LentConnection&) = delete;
-
- private:
-  LentPolicy policy_;  // constructed after the base, which only stores a reference to it
-};
-
-/// Runs `body` on a fresh connection and turns every failure into a MigrateError whose text
-/// never holds the password. `context` names what was being done ("migration 0001_x").
-template <typename Body>
-MigrateReport with_pg(const DbTarget& target, const MigrateOptions& options, Body&& body) {
-  const pg::Conninfo ci(target.conninfo);
-  if (const auto& reason = ci.parse_error()) {
-    throw MigrateError("invalid database URL " + ci.described() + ": " + *reason, false);
-  }
-  pg::Settings settings;
-  settings.timeouts = options.timeouts;
-  settings.application_name = "trackevent migrate";
-  auto conn = pg::Connection::open(ci, settings);
-  if (!conn) {
-    throw MigrateError(
-        "cannot connect to " + ci.described() + ": " + pg::one_line(conn.error().message), true);
-  }
-  std::string context;
-  const auto prefix = [&context] { return context.empty() ? std::string() : context + ": "; };
-  try {
-    LentConnection c(conn->lend_blocking());
-    return body(c, context);
-  } catch (const MigrateError&) {
-    throw;
-  } catch (const pqxx::broken_connection& e) {
-    throw MigrateError(
-        ci.scrub(prefix() + "connection to " + ci.described() + " lost: " + pg::one_line(e.what())),
-        true);
-  } catch (const pqxx::in_doubt_error& e) {
-    throw MigrateError(ci.scrub(context +
-                                ": connection lost while committing; run migrate again "
-                                "to see whether it was applied: " +
-                                pg::one_line(e.what())),
-                       true);
-  } catch (const pqxx::sql_error& e) {
-    std::string msg = prefix() + pg::one_line(e.what());
-    if (!e.sqlstate().empty()) msg += " (SQLSTATE " + e.sqlstate() + ")";
-    throw MigrateError(ci.scrub(std::move(msg)), false);
-  } catch (const std::exception& e) {
-    throw MigrateError(ci.scrub(prefix() + pg::one_line(e.what())), false);
-  }
-}
 
 /// Session settings: no NOTICE chatter ("relation already exists, skipping") on stderr, lock
 /// waits bounded by lock_timeout, statements by the configured statement timeout.
@@ -159,46 +88,56 @@ namespace detail {
 
 MigrateReport pg_migrate(const DbTarget& target, const MigrateOptions& options) {
   const std::vector<Migration>& builtin = builtin_migrations(DbTarget::Kind::postgres);
-  return with_pg(target, options, [&](pqxx::connection_base& c, std::string& context) {
-    pg_session_setup(c, options);
-    // The dry run waits its turn too, so what it reports is not a half-finished concurrent run.
-    pg_take_lock(c, options);
-    if (!options.dry_run) {
-      pqxx::nontransaction tx{c};
-      tx.exec(kPgCreateBookkeeping);
-    }
-    AppliedRows applied = pg_read_applied(c);
-    throw_on_mismatch(builtin, applied);
-    if (options.dry_run) return dry_run_report(builtin, applied);
+  return with_pg(
+      target, options.timeouts, "trackevent migrate",
+      [&](pqxx::connection_base& c, std::string& context) {
+        pg_session_setup(c, options);
+        // The dry run waits its turn too, so what it reports is not a half-finished concurrent run.
+        pg_take_lock(c, options);
+        if (!options.dry_run) {
+          pqxx::nontransaction tx{c};
+          tx.exec(kPgCreateBookkeeping);
+        }
+        AppliedRows applied = pg_read_applied(c);
+        throw_on_mismatch(builtin, applied);
+        detail::pg_check_partition_interval(c, options);
+        if (options.dry_run) return dry_run_report(builtin, applied);
 
-    MigrateReport report;
-    for (const Migration& m : builtin) {
-      if (applied.contains(m.version)) continue;
-      context = "migration " + label(m);
-      pqxx::work tx{c, "migrate"};
-      tx.exec(m.sql);
-      tx.exec_params("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                     m.version, m.name, m.checksum);
-      tx.commit();
-      report.applied.push_back(m.version);
-      context.clear();
-    }
-    applied = pg_read_applied(c);
-    report.status = status_of(builtin, applied);
-    pqxx::nontransaction tx{c};
-    tx.exec("SELECT pg_advisory_unlock(" + std::to_string(detail::migration_lock_key()) + ")");
-    return report;
-  });
+        MigrateReport report;
+        for (const Migration& m : builtin) {
+          if (applied.contains(m.version)) continue;
+          if (detail::is_partitioning_migration(m)) {
+            report.conversion = detail::pg_convert_to_partitioned(c, m, options, context);
+            report.applied.push_back(m.version);
+            continue;
+          }
+          context = "migration " + label(m);
+          pqxx::work tx{c, "migrate"};
+          tx.exec(m.sql);
+          tx.exec_params(
+              "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+              m.version, m.name, m.checksum);
+          tx.commit();
+          report.applied.push_back(m.version);
+          context.clear();
+        }
+        applied = pg_read_applied(c);
+        report.status = status_of(builtin, applied);
+        pqxx::nontransaction tx{c};
+        tx.exec("SELECT pg_advisory_unlock(" + std::to_string(detail::migration_lock_key()) + ")");
+        return report;
+      });
 }
 
 MigrateReport pg_status(const DbTarget& target, const MigrateOptions& options) {
   const std::vector<Migration>& builtin = builtin_migrations(DbTarget::Kind::postgres);
-  return with_pg(target, options, [&](pqxx::connection_base& c, std::string&) {
-    pg_session_setup(c, options);
-    MigrateReport report;
-    report.status = status_of(builtin, pg_read_applied(c));
-    return report;
-  });
+  return with_pg(target, options.timeouts, "trackevent migrate",
+                 [&](pqxx::connection_base& c, std::string&) {
+                   pg_session_setup(c, options);
+                   MigrateReport report;
+                   report.status = status_of(builtin, pg_read_applied(c));
+                   return report;
+                 });
 }
 
 }  // namespace detail

@@ -463,11 +463,45 @@ TEST(ParseLineReject, EventId) {
       "'{01890a5d-ac96-774b-bcce-b302099a8057}'");
   EXPECT_EQ(why(R"({"org_id":1,"event_name":"a.b","event_id":7})"),
             "event_id: expected a UUID string, got a number");
-  // Any version is accepted (here v4).
+  // Any version is accepted with occurred_at (here v4).
   EXPECT_EQ(
-      ok(R"({"org_id":1,"event_name":"a.b","event_id":"9b2e4c1a-3f5d-4e8b-9a7c-1d2e3f4a5b6c"})")
+      ok(R"({"org_id":1,"event_name":"a.b","event_id":"9b2e4c1a-3f5d-4e8b-9a7c-1d2e3f4a5b6c",)"
+         R"("occurred_at":"2026-11-28T12:00:00Z"})")
           .event_id.version(),
       4);
+}
+
+// "Stored once": occurred_at is in the key, so an event_id without it must fix its time.
+TEST(ParseLine, AUuidV7EventIdWithoutOccurredAtGivesItsTime) {
+  // 0x01890a5dac96 ms = 2023-06-30T03:34:18.518Z: the 48-bit timestamp, not the time of parsing.
+  const Event e =
+      ok(R"({"org_id":1,"event_name":"a.b","event_id":"01890a5d-ac96-774b-bcce-b302099a8057"})");
+  EXPECT_EQ(e.occurred_at_us, 0x01890a5dac96LL * 1000);
+  EXPECT_NE(e.occurred_at_us, kNow);
+  // The same line parsed later is the same event.
+  const Event again =
+      ok(R"({"org_id":1,"event_name":"a.b","event_id":"01890a5d-ac96-774b-bcce-b302099a8057"})");
+  EXPECT_EQ(again.occurred_at_us, e.occurred_at_us);
+  EXPECT_EQ(again.event_id, e.event_id);
+  // An explicit occurred_at wins over the id's time.
+  EXPECT_EQ(
+      ok(R"({"org_id":1,"event_name":"a.b","event_id":"01890a5d-ac96-774b-bcce-b302099a8057",)"
+         R"("occurred_at":"2026-11-28T12:00:00Z"})")
+          .occurred_at_us,
+      1'795'867'200'000'000LL);
+}
+
+TEST(ParseLineReject, AnEventIdThatIsNotAUuidV7NeedsOccurredAt) {
+  const std::string reason =
+      "event_id is not a UUIDv7; give occurred_at with it, so a second delivery is recognised as "
+      "the same event";
+  EXPECT_EQ(
+      why(R"({"org_id":1,"event_name":"a.b","event_id":"9b2e4c1a-3f5d-4e8b-9a7c-1d2e3f4a5b6c"})"),
+      reason);
+  // Version 7 with the wrong variant bits is not a UUIDv7 either.
+  EXPECT_EQ(
+      why(R"({"org_id":1,"event_name":"a.b","event_id":"01890a5d-ac96-774b-0cce-b302099a8057"})"),
+      reason);
 }
 
 TEST(ParseLine, NeverThrowsOnGarbage) {
@@ -768,7 +802,10 @@ TEST(ParseScanner, EventIdHexDigitsAndTheirNeighbours) {
     for (const char c : {'0', '9', 'a', 'f', 'A', 'F', '/', ':', '@', 'G', '`', 'g', '\x80'}) {
       std::string id = good;
       id[at] = c;
-      const std::string line = R"({"org_id":1,"event_name":"a.b","event_id":")" + id + "\"}";
+      // occurred_at given: the id's version and variant digits vary too.
+      const std::string line =
+          R"({"org_id":1,"event_name":"a.b","occurred_at":"2026-11-28T12:00:00Z","event_id":")" +
+          id + "\"}";
       const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
       if (hex) {
         std::string lower = id;

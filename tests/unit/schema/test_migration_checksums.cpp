@@ -3,6 +3,7 @@
 // against coreutils' sha256sum, an implementation independent of CMake's.
 #include "schema/migrate.hpp"
 #include "schema/migrate_internal.hpp"
+#include "schema/partitions.hpp"
 
 #include <gtest/gtest.h>
 
@@ -51,6 +52,8 @@ TEST(MigrationChecksums, AreWhatEarlierBuildsRecorded) {
   // `migrate` would refuse every such database with "checksum mismatch".
   EXPECT_EQ(te::builtin_migrations(te::DbTarget::Kind::postgres).at(0).checksum,
             "212607ae8f9618cbd68e5e74f3f93884382593901959b2c3da699ac02c3bf51d");
+  EXPECT_EQ(te::builtin_migrations(te::DbTarget::Kind::postgres).at(1).checksum,
+            "daaac0024f100fc6489ef31b33d3dd5b719190784c505684e1cf3ef423674710");
   EXPECT_EQ(te::builtin_migrations(te::DbTarget::Kind::sqlite).at(0).checksum,
             "3f33f152c3c1cab04aade2710bcbcd4be37ed80e9609f5f2c3b958169bd84b67");
 }
@@ -74,6 +77,15 @@ TEST(MigrationLockKey, IsTheStartOfTheSha256OfItsName) {
   ASSERT_EQ(digest.size(), 64u);
   EXPECT_EQ(static_cast<std::uint64_t>(te::detail::migration_lock_key()),
             std::stoull(digest.substr(0, 16), nullptr, 16));
+}
+
+TEST(PartitionsLockKey, IsTheStartOfTheSha256OfItsName) {
+  // Changing the key would let `trackevent partitions` of different versions run at once.
+  const std::string digest = sha256sum("trackevent.partitions");
+  ASSERT_EQ(digest.size(), 64u);
+  EXPECT_EQ(static_cast<std::uint64_t>(te::partitions_lock_key()),
+            std::stoull(digest.substr(0, 16), nullptr, 16));
+  EXPECT_NE(te::partitions_lock_key(), te::detail::migration_lock_key());
 }
 
 }  // namespace
