@@ -188,9 +188,10 @@ int main(void) {
     f = fopen(plan, "w");
     CHECK(f != NULL);
     if (f != NULL) {
-      fputs("{\"events\":[{\"name\":\"capi.tested\",\"metadata\":{\"required\":[\"i\"],"
-            "\"properties\":{\"i\":{\"type\":\"integer\"}}}}]}",
-            f);
+      fputs(
+          "{\"events\":[{\"name\":\"capi.tested\",\"metadata\":{\"required\":[\"i\"],"
+          "\"properties\":{\"i\":{\"type\":\"integer\"}}}}]}",
+          f);
       fclose(f);
     }
     f = fopen(bad_plan, "w");
