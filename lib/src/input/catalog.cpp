@@ -67,8 +67,14 @@ auto duplicate_key_finder(std::string& out) {
         top.key = parsed.get<std::string>();
         if (!top.keys.insert(top.key).second && out.empty()) {
           for (std::size_t i = 0; i + 1 < frames.size(); ++i) {
-            out += frames[i].array ? "/" + std::to_string(frames[i].index)
-                                   : detail::pointer_segment(frames[i].key);
+            // Appended piece by piece: GCC 12 at -O2 warns falsely (-Wrestrict) on
+            // "/" + std::to_string(...).
+            if (frames[i].array) {
+              out += '/';
+              out += std::to_string(frames[i].index);
+            } else {
+              out += detail::pointer_segment(frames[i].key);
+            }
           }
           out += detail::pointer_segment(top.key);
         }

@@ -340,7 +340,10 @@ struct Checker {
     std::string out = "metadata";
     for (const Step& s : path) {
       if (s.is_index) {
-        out += for_rule ? std::string("[]") : "[" + std::to_string(s.index) + "]";
+        // Piece by piece: GCC 12 at -O2 warns falsely (-Wrestrict) on "[" + std::to_string(...).
+        out += '[';
+        if (!for_rule) out += std::to_string(s.index);
+        out += ']';
       } else {
         out += '.';
         out += s.key;
