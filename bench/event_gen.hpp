@@ -512,7 +512,7 @@ inline void append_sql(const GenEvent& ev, std::string& out) {
   }
   out += "','";
   out += ev.occurred_at;
-  out += "') ON CONFLICT (event_id) DO NOTHING;\n";
+  out += "') ON CONFLICT DO NOTHING;\n";
 }
 
 }  // namespace trackevent::bench

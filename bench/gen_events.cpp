@@ -23,7 +23,7 @@ void usage(std::FILE* to) {
       "  Writes N deterministic analytics events to stdout (default 1000, jsonl).\n"
       "  csv: columns event_id,org_id,user_id,event_name,metadata,occurred_at for\n"
       "       \\copy ... (format csv); an empty unquoted field is a NULL user_id.\n"
-      "  sql: one INSERT ... ON CONFLICT (event_id) DO NOTHING statement per line.\n"
+      "  sql: one INSERT ... ON CONFLICT DO NOTHING statement per line.\n"
       "  --uuid 7 (default): time-ordered event ids, as trackevent makes; 4: random ids.\n",
       to);
 }
