@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <exception>
 #include <string>
@@ -43,7 +44,12 @@ inline std::string fresh_database(const std::string& name) {
 class OneConnectionRole {
  public:
   explicit OneConnectionRole(const std::string& url)
-      : url_(url), name_("te_one_conn_" + std::to_string(::getpid())) {
+      // The pid alone repeats within a CI run (pid_max is 32768 here); the clock makes the name
+      // unique to this object, so no other test's role or session can ever share it.
+      : url_(url),
+        name_("te_one_conn_" + std::to_string(::getpid()) + "_" +
+              std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() %
+                             1000000000)) {
     pqxx::connection c{url_};
     pqxx::nontransaction tx{c};
     tx.exec("DROP ROLE IF EXISTS " + name_);
