@@ -17,19 +17,6 @@ namespace {
 const std::string kHandover =
     std::string(TRACKEVENT_SOURCE_DIR) + "/schema/pg_partman/handover.sql";
 
-long long scalar(const std::string& url, const std::string& sql) {
-  pqxx::connection c{url};
-  pqxx::nontransaction tx{c};
-  return tx.exec1(sql)[0].as<long long>();
-}
-
-std::string text(const std::string& url, const std::string& sql) {
-  pqxx::connection c{url};
-  pqxx::nontransaction tx{c};
-  const auto row = tx.exec1(sql);
-  return row[0].is_null() ? std::string{} : row[0].c_str();
-}
-
 /// The partitions attached to analytics_events, "name bound" one per element, in name order.
 std::vector<std::string> children(const std::string& url) {
   pqxx::connection c{url};
@@ -89,18 +76,18 @@ TEST_P(PartmanHandover, KeepsEveryPartitionAndRowThenPgPartmanMaintains) {
   const auto handover = psql_file(url, kHandover);
   ASSERT_EQ(handover.exit_code, 0) << handover.err;
 
-  EXPECT_EQ(text(url, "SELECT managed_by FROM trackevent_partitioning"), "pg_partman");
-  EXPECT_EQ(scalar(url,
-                   "SELECT count(*) FROM partman.part_config "
-                   "WHERE parent_table = 'public.analytics_events'"),
+  EXPECT_EQ(sql_text(url, "SELECT managed_by FROM trackevent_partitioning"), "pg_partman");
+  EXPECT_EQ(sql_int(url,
+                    "SELECT count(*) FROM partman.part_config "
+                    "WHERE parent_table = 'public.analytics_events'"),
             1);
   // pg_partman adopted trackevent's partitions (same names, same bounds) and made its own DEFAULT.
   const std::vector<std::string> after = children(url);
   for (const auto& child : before) {
     EXPECT_NE(std::find(after.begin(), after.end(), child), after.end()) << child;
   }
-  EXPECT_EQ(scalar(url, "SELECT count(*) FROM analytics_events"), 20);
-  EXPECT_EQ(scalar(url, "SELECT count(*) FROM analytics_events_default"), 0);
+  EXPECT_EQ(sql_int(url, "SELECT count(*) FROM analytics_events"), 20);
+  EXPECT_EQ(sql_int(url, "SELECT count(*) FROM analytics_events_default"), 0);
 
   // trackevent no longer changes the partitions; pg_partman's maintenance runs cleanly.
   const std::vector<std::string> partman_made = children(url);
@@ -115,14 +102,14 @@ TEST_P(PartmanHandover, KeepsEveryPartitionAndRowThenPgPartmanMaintains) {
   std::string more;
   for (int i = 20; i < 30; ++i) more += event_line(i) + "\n";
   ASSERT_EQ(run_cli(home, {"--db", url, "ingest"}, more).exit_code, 0);
-  EXPECT_EQ(scalar(url, "SELECT count(*) FROM analytics_events"), 30);
-  EXPECT_EQ(scalar(url, "SELECT count(*) FROM analytics_events_default"), 0);
+  EXPECT_EQ(sql_int(url, "SELECT count(*) FROM analytics_events"), 30);
+  EXPECT_EQ(sql_int(url, "SELECT count(*) FROM analytics_events_default"), 0);
 
   // Running the handover again changes nothing.
   const std::vector<std::string> settled = children(url);
   ASSERT_EQ(psql_file(url, kHandover).exit_code, 0);
   EXPECT_EQ(children(url), settled);
-  EXPECT_EQ(scalar(url, "SELECT count(*) FROM partman.part_config"), 1);
+  EXPECT_EQ(sql_int(url, "SELECT count(*) FROM partman.part_config"), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Intervals, PartmanHandover, ::testing::Values("day", "week", "month"));
@@ -137,16 +124,16 @@ TEST(PartmanHandoverRefusals, RowsLeftInDefaultStopItAndChangeNothing) {
                            "1999-01-02T03:04:05Z"})
                 .exit_code,
             0);
-  ASSERT_EQ(scalar(url, "SELECT count(*) FROM analytics_events_default"), 1);
+  ASSERT_EQ(sql_int(url, "SELECT count(*) FROM analytics_events_default"), 1);
   const std::vector<std::string> before = children(url);
 
   const auto r = psql_file(url, kHandover);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("run trackevent partitions first"), std::string::npos) << r.err;
-  EXPECT_EQ(text(url, "SELECT managed_by FROM trackevent_partitioning"), "trackevent");
+  EXPECT_EQ(sql_text(url, "SELECT managed_by FROM trackevent_partitioning"), "trackevent");
   EXPECT_EQ(children(url), before);
-  EXPECT_EQ(scalar(url, "SELECT count(*) FROM partman.part_config"), 0);
-  EXPECT_EQ(scalar(url, "SELECT count(*) FROM analytics_events"), 1);
+  EXPECT_EQ(sql_int(url, "SELECT count(*) FROM partman.part_config"), 0);
+  EXPECT_EQ(sql_int(url, "SELECT count(*) FROM analytics_events"), 1);
 }
 
 }  // namespace

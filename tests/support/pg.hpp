@@ -29,6 +29,19 @@ inline std::string pg_admin_url() {
     }                                                                                     \
   } while (0)
 
+/// The first column of the one row `sql` returns at `url`, as text ("<null>" for NULL).
+inline std::string sql_text(const std::string& url, const std::string& sql) {
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  const pqxx::row r = tx.exec1(sql);
+  return r[0].is_null() ? "<null>" : r[0].c_str();
+}
+
+/// The same, as an integer (count(*) and the like).
+inline long long sql_int(const std::string& url, const std::string& sql) {
+  return std::stoll(sql_text(url, sql));
+}
+
 /// Drops and creates database `name` on the test server; returns its URL.
 inline std::string fresh_database(const std::string& name) {
   pqxx::connection admin{pg_admin_url()};

@@ -26,17 +26,6 @@ namespace {
 
 te::DbTarget pg(const std::string& url) { return {te::DbTarget::Kind::postgres, url}; }
 
-std::string scalar(const std::string& url, const std::string& sql) {
-  pqxx::connection c{url};
-  pqxx::nontransaction tx{c};
-  const pqxx::row r = tx.exec1(sql);
-  return r[0].is_null() ? "<null>" : r[0].c_str();
-}
-
-std::int64_t count(const std::string& url, const std::string& sql) {
-  return std::stoll(scalar(url, sql));
-}
-
 /// The v1 schema as a build before migration 0002 left it: 0001 applied and recorded, and `rows`
 /// events generated server-side over the last ~400 days (org 1..100).
 std::string v1_database(int rows) {
@@ -122,23 +111,26 @@ TEST_F(Partitioning, AFreshDatabaseGetsTheLayoutForEachInterval) {
     ASSERT_TRUE(report.conversion);
     EXPECT_FALSE(report.conversion->old_table_kept);
 
-    EXPECT_EQ(scalar(url, "SELECT relkind FROM pg_class WHERE oid = 'analytics_events'::regclass"),
+    EXPECT_EQ(te::test::sql_text(
+                  url, "SELECT relkind FROM pg_class WHERE oid = 'analytics_events'::regclass"),
               "p");
-    EXPECT_EQ(scalar(url,
-                     "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = "
-                     "'analytics_events_pkey'"),
-              "PRIMARY KEY (org_id, occurred_at, event_id)");
-    EXPECT_EQ(count(url,
-                    "SELECT count(*) FROM pg_index WHERE indrelid = "
-                    "'analytics_events'::regclass"),
+    EXPECT_EQ(
+        te::test::sql_text(url,
+                           "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = "
+                           "'analytics_events_pkey'"),
+        "PRIMARY KEY (org_id, occurred_at, event_id)");
+    EXPECT_EQ(te::test::sql_int(url,
+                                "SELECT count(*) FROM pg_index WHERE indrelid = "
+                                "'analytics_events'::regclass"),
               1);  // the key serves org + time range queries: no second index
-    EXPECT_EQ(scalar(url,
-                     "SELECT partition_interval || '/' || managed_by FROM "
-                     "trackevent_partitioning WHERE parent_table = 'analytics_events'"),
+    EXPECT_EQ(te::test::sql_text(url,
+                                 "SELECT partition_interval || '/' || managed_by FROM "
+                                 "trackevent_partitioning WHERE parent_table = 'analytics_events'"),
               std::string(interval) + "/trackevent");
     for (const char* gone :
          {"analytics_events_v1", "analytics_events_v2", "trackevent_conversion"}) {
-      EXPECT_EQ(scalar(url, std::string("SELECT to_regclass('") + gone + "') IS NULL"), "t")
+      EXPECT_EQ(te::test::sql_text(url, std::string("SELECT to_regclass('") + gone + "') IS NULL"),
+                "t")
           << gone;
     }
     // The current partition and 3 ahead, named as pg_partman names them, plus DEFAULT.
@@ -172,17 +164,19 @@ TEST_F(Partitioning, MigratingTwiceChangesNothingAndTheIntervalCannotChange) {
   te::MigrateOptions week;
   week.partition_interval = "week";
   te::migrate(pg(url), week);
-  const std::string before = scalar(url,
-                                    "SELECT string_agg(relname, ',' ORDER BY relname) FROM "
-                                    "pg_class WHERE relkind IN ('r', 'p')");
+  const std::string before =
+      te::test::sql_text(url,
+                         "SELECT string_agg(relname, ',' ORDER BY relname) FROM "
+                         "pg_class WHERE relkind IN ('r', 'p')");
   const te::MigrateReport again = te::migrate(pg(url));  // no interval: the recorded one
   EXPECT_TRUE(again.applied.empty());
   EXPECT_FALSE(again.conversion);
   EXPECT_TRUE(te::migrate(pg(url), week).applied.empty());
-  EXPECT_EQ(scalar(url,
-                   "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE "
-                   "relkind IN ('r', 'p')"),
-            before);
+  EXPECT_EQ(
+      te::test::sql_text(url,
+                         "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE "
+                         "relkind IN ('r', 'p')"),
+      before);
 
   te::MigrateOptions month;
   month.partition_interval = "month";
@@ -195,7 +189,8 @@ TEST_F(Partitioning, MigratingTwiceChangesNothingAndTheIntervalCannotChange) {
   te::MigrateOptions bogus;
   bogus.partition_interval = "year";
   EXPECT_THROW(te::migrate(pg(url), bogus), te::MigrateError);
-  EXPECT_EQ(scalar(url, "SELECT partition_interval FROM trackevent_partitioning"), "week");
+  EXPECT_EQ(te::test::sql_text(url, "SELECT partition_interval FROM trackevent_partitioning"),
+            "week");
 }
 
 TEST_F(Partitioning, ConvertsAMillionV1RowsWhileAWriterWrites) {
@@ -226,30 +221,39 @@ TEST_F(Partitioning, ConvertsAMillionV1RowsWhileAWriterWrites) {
       kRows, static_cast<long long>(report.conversion->rows_copied),
       report.conversion->lock_held_ms, writer.failures());
   const std::int64_t written = writer.written();
-  EXPECT_EQ(scalar(url, "SELECT relkind FROM pg_class WHERE oid = 'analytics_events'::regclass"),
+  EXPECT_EQ(te::test::sql_text(
+                url, "SELECT relkind FROM pg_class WHERE oid = 'analytics_events'::regclass"),
             "p");
   // Every row exactly once: the bulk rows and every batch the writer had stored.
-  EXPECT_EQ(count(url, "SELECT count(*) FROM analytics_events WHERE org_id <> 424242"), kRows);
-  EXPECT_EQ(count(url, "SELECT count(*) FROM analytics_events WHERE org_id = 424242"), written);
-  EXPECT_EQ(count(url, "SELECT count(*) - count(DISTINCT event_id) FROM analytics_events"), 0);
+  EXPECT_EQ(te::test::sql_int(url, "SELECT count(*) FROM analytics_events WHERE org_id <> 424242"),
+            kRows);
+  EXPECT_EQ(te::test::sql_int(url, "SELECT count(*) FROM analytics_events WHERE org_id = 424242"),
+            written);
+  EXPECT_EQ(
+      te::test::sql_int(url, "SELECT count(*) - count(DISTINCT event_id) FROM analytics_events"),
+      0);
   // Nothing of the old table is missing, values included.
-  EXPECT_EQ(count(url,
-                  "SELECT count(*) FROM analytics_events_v1 o WHERE NOT EXISTS (SELECT 1 "
-                  "FROM analytics_events n WHERE n.org_id = o.org_id AND n.occurred_at = "
-                  "o.occurred_at AND n.event_id = o.event_id AND n.recorded_at = "
-                  "o.recorded_at AND n.event_name = o.event_name)"),
-            0);
+  EXPECT_EQ(
+      te::test::sql_int(url,
+                        "SELECT count(*) FROM analytics_events_v1 o WHERE NOT EXISTS (SELECT 1 "
+                        "FROM analytics_events n WHERE n.org_id = o.org_id AND n.occurred_at = "
+                        "o.occurred_at AND n.event_id = o.event_id AND n.recorded_at = "
+                        "o.recorded_at AND n.event_name = o.event_name)"),
+      0);
   // The writer wrote into v1 during the conversion and into the new table after it.
-  EXPECT_GT(count(url, "SELECT count(*) FROM analytics_events_v1 WHERE org_id = 424242"), 0);
-  EXPECT_GT(written, count(url, "SELECT count(*) FROM analytics_events_v1 WHERE org_id = 424242"));
+  EXPECT_GT(
+      te::test::sql_int(url, "SELECT count(*) FROM analytics_events_v1 WHERE org_id = 424242"), 0);
+  EXPECT_GT(written, te::test::sql_int(
+                         url, "SELECT count(*) FROM analytics_events_v1 WHERE org_id = 424242"));
   // Grants carried over; the old key and index were renamed out of the way.
-  EXPECT_EQ(scalar(url,
-                   "SELECT has_table_privilege('te_part_reader', 'analytics_events', "
-                   "'SELECT')"),
+  EXPECT_EQ(te::test::sql_text(url,
+                               "SELECT has_table_privilege('te_part_reader', 'analytics_events', "
+                               "'SELECT')"),
             "t");
-  EXPECT_EQ(scalar(url, "SELECT to_regclass('analytics_events_v1_pkey') IS NOT NULL"), "t");
-  EXPECT_EQ(count(url, "SELECT count(*) FROM analytics_events_default"), 0);
-  EXPECT_EQ(scalar(url, "SELECT to_regclass('trackevent_conversion') IS NULL"), "t");
+  EXPECT_EQ(te::test::sql_text(url, "SELECT to_regclass('analytics_events_v1_pkey') IS NOT NULL"),
+            "t");
+  EXPECT_EQ(te::test::sql_int(url, "SELECT count(*) FROM analytics_events_default"), 0);
+  EXPECT_EQ(te::test::sql_text(url, "SELECT to_regclass('trackevent_conversion') IS NULL"), "t");
   {
     pqxx::connection c{url};
     pqxx::nontransaction tx{c};
@@ -284,9 +288,10 @@ TEST_F(Partitioning, AnInterruptedConversionContinuesWhereItStopped) {
   }
   ASSERT_TRUE(killed) << "the conversion was not caught mid-backfill";
   EXPECT_THROW(first.get(), te::MigrateError);
-  EXPECT_EQ(scalar(url, "SELECT relkind FROM pg_class WHERE oid = 'analytics_events'::regclass"),
+  EXPECT_EQ(te::test::sql_text(
+                url, "SELECT relkind FROM pg_class WHERE oid = 'analytics_events'::regclass"),
             "r");  // still v1, still written to (the trigger copies)
-  const std::int64_t done = count(url, "SELECT rows_copied FROM trackevent_conversion");
+  const std::int64_t done = te::test::sql_int(url, "SELECT rows_copied FROM trackevent_conversion");
   EXPECT_GT(done, 0);
   EXPECT_LT(done, kRows);
 
@@ -294,13 +299,14 @@ TEST_F(Partitioning, AnInterruptedConversionContinuesWhereItStopped) {
   ASSERT_TRUE(second.conversion);
   EXPECT_EQ(second.applied, std::vector<int>{2});
   EXPECT_LE(second.conversion->rows_copied, kRows - done);  // continued, did not start over
-  EXPECT_EQ(count(url, "SELECT count(*) FROM analytics_events"), kRows);
-  EXPECT_EQ(count(url, "SELECT count(DISTINCT event_id) FROM analytics_events"), kRows);
-  EXPECT_EQ(count(url,
-                  "SELECT count(*) FROM analytics_events_v1 o WHERE NOT EXISTS (SELECT 1 "
-                  "FROM analytics_events n WHERE n.event_id = o.event_id AND n.org_id = "
-                  "o.org_id AND n.occurred_at = o.occurred_at)"),
-            0);
+  EXPECT_EQ(te::test::sql_int(url, "SELECT count(*) FROM analytics_events"), kRows);
+  EXPECT_EQ(te::test::sql_int(url, "SELECT count(DISTINCT event_id) FROM analytics_events"), kRows);
+  EXPECT_EQ(
+      te::test::sql_int(url,
+                        "SELECT count(*) FROM analytics_events_v1 o WHERE NOT EXISTS (SELECT 1 "
+                        "FROM analytics_events n WHERE n.event_id = o.event_id AND n.org_id = "
+                        "o.org_id AND n.occurred_at = o.occurred_at)"),
+      0);
 }
 
 TEST_F(Partitioning, TheSinkRecognisesADuplicateByAPartitionsKeyName) {
@@ -324,7 +330,7 @@ TEST_F(Partitioning, TheSinkRecognisesADuplicateByAPartitionsKeyName) {
   ASSERT_TRUE(r.ok()) << r.failure->message;
   EXPECT_EQ(r.stored, 1u);
   EXPECT_EQ(r.duplicates, 3u);
-  EXPECT_EQ(count(url, "SELECT count(*) FROM analytics_events"), 4);
+  EXPECT_EQ(te::test::sql_int(url, "SELECT count(*) FROM analytics_events"), 4);
   // A row in DEFAULT (no partition for 1999) is recognised the same way.
   std::vector<te::Event> old = {te::test::numbered_event(9)};
   old[0].occurred_at_us = 915'148'800'000'000;  // 1999-01-01
@@ -335,7 +341,7 @@ TEST_F(Partitioning, TheSinkRecognisesADuplicateByAPartitionsKeyName) {
   ASSERT_TRUE(d.ok()) << d.failure->message;
   EXPECT_EQ(d.stored, 1u);
   EXPECT_EQ(d.duplicates, 1u);
-  EXPECT_EQ(count(url, "SELECT count(*) FROM analytics_events_default"), 2);
+  EXPECT_EQ(te::test::sql_int(url, "SELECT count(*) FROM analytics_events_default"), 2);
 }
 
 TEST_F(Partitioning, ACopyWaitingOnTheSwapLockLandsInTheNewTable) {
@@ -371,8 +377,8 @@ TEST_F(Partitioning, ACopyWaitingOnTheSwapLockLandsInTheNewTable) {
   const te::WriteResult r = write.get();
   ASSERT_TRUE(r.ok()) << r.failure->message;
   EXPECT_EQ(r.stored, 2u);
-  EXPECT_EQ(count(url, "SELECT count(*) FROM analytics_events"), 2);
-  EXPECT_EQ(count(url, "SELECT count(*) FROM old_events"), 0);
+  EXPECT_EQ(te::test::sql_int(url, "SELECT count(*) FROM analytics_events"), 2);
+  EXPECT_EQ(te::test::sql_int(url, "SELECT count(*) FROM old_events"), 0);
 }
 
 }  // namespace

@@ -29,17 +29,6 @@ namespace {
 
 te::DbTarget pg(const std::string& url) { return {te::DbTarget::Kind::postgres, url}; }
 
-std::string scalar(const std::string& url, const std::string& sql) {
-  pqxx::connection c{url};
-  pqxx::nontransaction tx{c};
-  const pqxx::row r = tx.exec1(sql);
-  return r[0].is_null() ? "<null>" : r[0].c_str();
-}
-
-std::int64_t count(const std::string& url, const std::string& sql) {
-  return std::stoll(scalar(url, sql));
-}
-
 void exec(const std::string& url, const std::string& sql) {
   pqxx::connection c{url};
   pqxx::nontransaction tx{c};
@@ -87,16 +76,19 @@ TEST_F(PartitionsUpkeep, CreatesPartitionsAheadOnceOnly) {
             (std::vector<std::string>{"analytics_events_p2031_05", "analytics_events_p2031_06",
                                       "analytics_events_p2031_07"}));
   EXPECT_EQ(r.interval, "month");
-  EXPECT_EQ(scalar(url_,
-                   "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = "
-                   "'analytics_events_p2031_06'"),
-            "FOR VALUES FROM ('2031-06-01 00:00:00+00') TO ('2031-07-01 00:00:00+00')");
+  EXPECT_EQ(
+      te::test::sql_text(url_,
+                         "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = "
+                         "'analytics_events_p2031_06'"),
+      "FOR VALUES FROM ('2031-06-01 00:00:00+00') TO ('2031-07-01 00:00:00+00')");
   // The attach helper's CHECK is gone again; the key index is the partition's own.
-  EXPECT_EQ(count(url_,
-                  "SELECT count(*) FROM pg_constraint WHERE conname = "
-                  "'trackevent_attach_bounds'"),
+  EXPECT_EQ(te::test::sql_int(url_,
+                              "SELECT count(*) FROM pg_constraint WHERE conname = "
+                              "'trackevent_attach_bounds'"),
             0);
-  EXPECT_EQ(scalar(url_, "SELECT to_regclass('analytics_events_p2031_06_pkey') IS NOT NULL"), "t");
+  EXPECT_EQ(
+      te::test::sql_text(url_, "SELECT to_regclass('analytics_events_p2031_06_pkey') IS NOT NULL"),
+      "t");
 
   const te::PartitionsReport again = te::run_partitions(pg(url_), o);
   EXPECT_TRUE(again.created.empty());
@@ -105,28 +97,30 @@ TEST_F(PartitionsUpkeep, CreatesPartitionsAheadOnceOnly) {
 
 TEST_F(PartitionsUpkeep, MovesRowsOutOfDefaultIntoNewPartitions) {
   insert_days(url_, "2020-03-30", 5, 10);  // 2020-03-30 .. 2020-04-03: two months
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events_default"), 50);
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(*) FROM analytics_events_default"), 50);
   te::PartitionsOptions dry;
   dry.dry_run = true;
   const te::PartitionsReport plan = te::run_partitions(pg(url_), dry);
   EXPECT_EQ(plan.rows_moved, 50);
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events_default"), 50);  // dry: unchanged
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(*) FROM analytics_events_default"),
+            50);  // dry: unchanged
   EXPECT_FALSE(attached(url_).contains("analytics_events_p2020_03"));
 
   const te::PartitionsReport r = te::run_partitions(pg(url_), {});
   EXPECT_EQ(r.rows_moved, 50);
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events_default"), 0);
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events_p2020_03"), 20);
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events_p2020_04"), 30);
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events"), 50);
-  EXPECT_EQ(count(url_, "SELECT count(DISTINCT event_id) FROM analytics_events"), 50);
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(*) FROM analytics_events_default"), 0);
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(*) FROM analytics_events_p2020_03"), 20);
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(*) FROM analytics_events_p2020_04"), 30);
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(*) FROM analytics_events"), 50);
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(DISTINCT event_id) FROM analytics_events"), 50);
 }
 
 TEST_F(PartitionsUpkeep, RetentionDetachesOrDropsWholePartitionsNeverDeletes) {
   insert_days(url_, "2020-01-01", 60, 2);  // 2020-01-01 .. 2020-02-29
   te::run_partitions(pg(url_), {});
   ASSERT_TRUE(attached(url_).contains("analytics_events_p2020_02"));
-  const std::int64_t jan = count(url_, "SELECT count(*) FROM analytics_events_p2020_01");
+  const std::int64_t jan =
+      te::test::sql_int(url_, "SELECT count(*) FROM analytics_events_p2020_01");
   EXPECT_EQ(jan, 62);
 
   te::PartitionsOptions keep;
@@ -137,8 +131,9 @@ TEST_F(PartitionsUpkeep, RetentionDetachesOrDropsWholePartitionsNeverDeletes) {
   EXPECT_FALSE(attached(url_).contains("analytics_events_p2020_01"));
   EXPECT_TRUE(attached(url_).contains("analytics_events_p2020_02"));
   // Detached, not emptied: the table and its rows are still there.
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events_p2020_01"), jan);
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events WHERE occurred_at < '2020-02-01'"),
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(*) FROM analytics_events_p2020_01"), jan);
+  EXPECT_EQ(te::test::sql_int(
+                url_, "SELECT count(*) FROM analytics_events WHERE occurred_at < '2020-02-01'"),
             0);
 
   te::PartitionsOptions drop = keep;
@@ -146,7 +141,8 @@ TEST_F(PartitionsUpkeep, RetentionDetachesOrDropsWholePartitionsNeverDeletes) {
   drop.drop = true;
   const te::PartitionsReport d = te::run_partitions(pg(url_), drop);
   EXPECT_EQ(d.dropped, std::vector<std::string>{"analytics_events_p2020_02"});
-  EXPECT_EQ(scalar(url_, "SELECT to_regclass('analytics_events_p2020_02') IS NULL"), "t");
+  EXPECT_EQ(te::test::sql_text(url_, "SELECT to_regclass('analytics_events_p2020_02') IS NULL"),
+            "t");
 }
 
 TEST_F(PartitionsUpkeep, TwoRunsAtOnceBothSucceedAndCreateEachPartitionOnce) {
@@ -164,8 +160,8 @@ TEST_F(PartitionsUpkeep, TwoRunsAtOnceBothSucceedAndCreateEachPartitionOnce) {
     EXPECT_EQ(created.count(name), 1u) << name;
   }
   EXPECT_EQ(ra.rows_moved + rb.rows_moved, 365);
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events_default"), 0);
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events"), 365);
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(*) FROM analytics_events_default"), 0);
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(*) FROM analytics_events"), 365);
 }
 
 TEST_F(PartitionsUpkeep, WaitsForTheLockABoundedTime) {
@@ -197,7 +193,7 @@ TEST_F(PartitionsUpkeep, AnPgPartmanManagedTableIsOnlyListed) {
   ASSERT_FALSE(r.notes.empty());
   EXPECT_NE(r.notes[0].find("pg_partman"), std::string::npos);
   EXPECT_EQ(attached(url_), before);
-  EXPECT_EQ(count(url_, "SELECT count(*) FROM analytics_events_default"), 3);
+  EXPECT_EQ(te::test::sql_int(url_, "SELECT count(*) FROM analytics_events_default"), 3);
   EXPECT_EQ(r.partitions.size(), before.size());
 }
 
