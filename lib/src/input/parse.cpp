@@ -857,6 +857,7 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
   std::optional<std::int64_t> user_id;
   bool have_occurred_at = false;
   bool have_event_id = false;
+  const CatalogEntry* entry = nullptr;  // the event's catalog entry, when there is a catalog
   for (auto field_result : obj) {
     od::field field;
     if (auto e = std::move(field_result).get(field); e) return Rejection{json_error(e)};
@@ -889,8 +890,9 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
         if (!read) return Rejection{std::move(read).error().message};
         const std::string_view name = *read;
         if (!is_valid_event_name(name)) return Rejection{name_reason(name)};
-        if (options.catalog != nullptr && !options.catalog->contains(name)) {
-          return Rejection{catalog_reason(name, *options.catalog)};
+        if (options.catalog != nullptr) {
+          entry = options.catalog->find(name);
+          if (entry == nullptr) return Rejection{catalog_reason(name, *options.catalog)};
         }
         ev.event_name.assign(name);
         break;
@@ -970,8 +972,8 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
   }
   if (!have_occurred_at) ev.occurred_at_us = now_us;
   if (!have_event_id) ev.event_id = make_uuid_v7(now_us / 1000);
-  if (options.catalog != nullptr && options.catalog_mode == CatalogMode::reject) {
-    if (auto violation = options.catalog->check(ev.event_name, ev.metadata)) {
+  if (entry != nullptr && entry->schema && options.catalog_mode == CatalogMode::reject) {
+    if (auto violation = entry->schema->check(ev.metadata)) {
       return Rejection{std::move(violation->message)};
     }
   }

@@ -189,6 +189,81 @@ TEST(Schema, KeysAndTypesForTheCli) {
   EXPECT_EQ(s->property_types("missing"), 0U);
 }
 
+// The check reads the metadata text in place (no DOM): escapes in keys and values are decoded
+// before they are compared, counted or matched.
+TEST(Schema, EscapesAreDecodedBeforeRulesApply) {
+  const std::string s =
+      R"({"additionalProperties":false,"properties":{"plan":{"enum":["pro","é"]},)"
+      R"("s":{"maxLength":2},"v":{"pattern":"^a\"b$"}}})";
+  EXPECT_EQ(check(s, R"({"pl\u0061n":"pr\u006f"})"), "");
+  EXPECT_EQ(check(s, R"({"plan":"\u00e9"})"), "");
+  EXPECT_EQ(check(s, R"({"plan":"pr\u006F!"})"),
+            R"(metadata.plan: expected one of "pro", "é", got "pro!")");
+  // One character each: an escape, a surrogate pair, a two-byte UTF-8 sequence.
+  EXPECT_EQ(check(s, R"({"s":"\n\ud83d\ude00"})"), "");
+  EXPECT_EQ(check(s, R"({"s":"é\u00e9x"})"), "metadata.s: expected at most 2 characters, got 3");
+  EXPECT_EQ(check(s, R"({"v":"a\"b"})"), "");
+  EXPECT_EQ(check(s, R"({"v":"a\\b"})"),
+            R"(metadata.v: expected a string matching ^a"b$, got "a\\b")");
+  EXPECT_EQ(check(s, R"({"pl\u0061x":1})"), "metadata.plax: unknown key (did you mean plan?)");
+}
+
+TEST(Schema, AMissingRequiredKeyIsReportedBeforeABadValue) {
+  const std::string s =
+      R"({"required":["plan"],"additionalProperties":false,)"
+      R"("properties":{"plan":{"type":"string"},"n":{"type":"integer"},"ctx":{"type":"object"}}})";
+  EXPECT_EQ(check(s, R"({"n":"x","ctx":{"a":[1,{"b":"}"}]}})"),
+            R"(metadata: missing required key "plan")");
+  EXPECT_EQ(check(s, R"({"zz":1,"ctx":{}})"), R"(metadata: missing required key "plan")");
+  // With the key there, the first bad value is reported, however deep the walk had gone.
+  EXPECT_EQ(check(s, R"({"ctx":[1],"n":"x","plan":"p"})"),
+            "metadata.ctx: expected object, got array");
+  EXPECT_EQ(check(s, R"({"n":1,"plan":"p","ctx":{"a":"b"}})"), "");
+}
+
+TEST(Schema, MoreThan64RequiredKeys) {
+  nlohmann::json schema = {{"required", nlohmann::json::array()}};
+  nlohmann::json metadata = nlohmann::json::object();
+  for (int i = 0; i < 70; ++i) {
+    schema["required"].push_back("k" + std::to_string(i));
+    metadata["k" + std::to_string(i)] = i;
+  }
+  EXPECT_EQ(check(schema.dump(), metadata.dump()), "");
+  metadata.erase("k68");
+  EXPECT_EQ(check(schema.dump(), metadata.dump()), R"(metadata: missing required key "k68")");
+  metadata["k68"] = 0;
+  metadata.erase("k3");
+  EXPECT_EQ(check(schema.dump(), metadata.dump()), R"(metadata: missing required key "k3")");
+}
+
+TEST(Schema, NumbersBeyondInt64AndDoubleAreCheckedByValue) {
+  const std::string s =
+      R"({"properties":{"n":{"type":"integer","maximum":1e300},"x":{"maximum":0.1}}})";
+  EXPECT_EQ(check(s, R"({"n":123456789012345678901234567890})"), "");
+  EXPECT_EQ(check(s, R"({"n":1e400})"), "metadata.n: expected <= 1e+300, got 1e400");
+  EXPECT_EQ(check(s, R"({"n":12345678901234567890.5})"), "");  // integral once a double
+  EXPECT_EQ(check(s, R"({"n":-9223372036854775809})"), "");
+  // The bound and the value round the same way: 0.1 is not above 0.1, 0.1000000000000000056 is
+  // the same double, and 0.10000000000000002 is the next one.
+  EXPECT_EQ(check(s, R"({"x":0.1})"), "");
+  EXPECT_EQ(check(s, R"({"x":1e-1})"), "");
+  EXPECT_EQ(check(s, R"({"x":0.1000000000000000056})"), "");
+  EXPECT_EQ(check(s, R"({"x":0.10000000000000002})"),
+            "metadata.x: expected <= 0.1, got 0.10000000000000002");
+  EXPECT_EQ(check(s, R"({"x":-36.5e0})"), "");
+}
+
+TEST(Schema, WhitespaceIsAllowedAndBrokenTextIsReportedNotTrusted) {
+  const std::string s =
+      R"({"required":["a"],"properties":{"a":{"type":"array","items":{"type":"integer"}}}})";
+  EXPECT_EQ(check(s, " { \"a\" : [ 1 , 2 ] } "), "");
+  EXPECT_EQ(check(s, "{\"a\":[1,\n\"x\"]}"), R"(metadata.a[1]: expected integer, got string "x")");
+  for (const std::string broken : {"", "[]", "{", R"({"a")", R"({"a":[1,)", R"({"a":[1]} x)",
+                                   R"({"a":"\)", R"({"a)", "{\"a\":[1]", R"({"a":[1] "b":2})"}) {
+    EXPECT_EQ(rule(s, broken), "metadata: json") << broken;
+  }
+}
+
 TEST(SchemaCompile, UnsupportedKeywordNamesKeywordAndPointer) {
   const std::string e = compile_error(R"({"properties":{"mail":{"format":"email"}}})");
   EXPECT_NE(e.find("/events/0/metadata/properties/mail/format: unsupported keyword \"format\""),
