@@ -5,13 +5,13 @@
 
 #include "base/result.hpp"
 #include "input/catalog.hpp"
+#include "input/json_text.hpp"
 #include "log/log.hpp"
 
 #include <simdjson.h>
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cctype>
 #include <cstdint>
 #include <cstring>
@@ -36,8 +36,11 @@ constexpr long kPgMaxScale = 16383;
 // Beyond this a number does not even fit a double; called out separately for ids.
 constexpr long kHugeExponent = 308;
 
-bool is_json_ws(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+using detail::find_special;
+using detail::hex4;
+using detail::is_digit;
+using detail::is_json_ws;
+using detail::is_number_char;
 
 std::string_view trim_right(std::string_view s) noexcept {
   while (!s.empty() && is_json_ws(s.back())) s.remove_suffix(1);
@@ -107,26 +110,6 @@ std::size_t find_invalid_utf8(std::string_view s) noexcept {
     i += len;
   }
   return std::string_view::npos;
-}
-
-int hex4(std::string_view s, std::size_t pos) noexcept {
-  if (pos + 4 > s.size()) return -1;
-  int v = 0;
-  for (std::size_t i = pos; i < pos + 4; ++i) {
-    const char c = s[i];
-    int d;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else if (c >= 'A' && c <= 'F') {
-      d = c - 'A' + 10;
-    } else {
-      return -1;
-    }
-    v = v * 16 + d;
-  }
-  return v;
 }
 
 // Checks a \uXXXX escape at `pos` (pointing at the backslash) for what jsonb refuses. Gives the
@@ -238,27 +221,6 @@ bool fits_pg_numeric(std::string_view tok) noexcept {
     msd = -static_cast<long>(nz);
   }
   return msd + exponent <= kPgMaxIntegerDigits;
-}
-
-// Bytes a JSON string cannot hold as they are: the quote, the backslash and control bytes.
-constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
-constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
-
-// High bit set in each byte of the result that is '"', '\\' or below 0x20. Exact for the lowest
-// flagged byte (borrows only run upwards, from a byte that does match), which is all we use.
-constexpr std::uint64_t special_bytes(std::uint64_t w) noexcept {
-  const std::uint64_t q = w ^ (kOnes * '"');
-  const std::uint64_t b = w ^ (kOnes * '\\');
-  // Per byte, (x - 1) & ~x has its high bit set when x is 0 (and only then, for the lowest one).
-  const std::uint64_t zero_q = (q - kOnes) & ~q;
-  const std::uint64_t zero_b = (b - kOnes) & ~b;
-  const std::uint64_t below = (w - kOnes * 0x20) & ~w;
-  return (zero_q | zero_b | below) & kHighs;
-}
-
-// Characters that can continue a number token (grammar is checked afterwards).
-inline bool is_number_char(char c) noexcept {
-  return is_digit(c) || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
 // Validates `text` as a JSON object, enforcing the metadata limits. Iterative, so hostile nesting
@@ -407,32 +369,6 @@ class MetadataScanner {
     std::string r = "invalid JSON: unexpected " + quote(std::string_view(&c, 1)) + at();
     if (wanted != nullptr) r += std::string(" (expected ") + wanted + ")";
     return r;
-  }
-
-  // Offset of the first '"', '\\' or control byte at or after `i`, or `n` when there is none.
-  // Only these need a closer look in a string, so the rest is skipped 8 bytes at a time.
-  static std::size_t find_special(const char* data, std::size_t i, std::size_t n) noexcept {
-    if constexpr (std::endian::native == std::endian::little) {
-      while (i < n) {
-        std::uint64_t w = 0;  // past the end: zero bytes, which count as special
-        if (n - i >= 8) {
-          std::memcpy(&w, data + i, 8);
-        } else {
-          std::memcpy(&w, data + i, n - i);
-        }
-        if (const std::uint64_t m = special_bytes(w); m != 0) {
-          return std::min(n, i + static_cast<std::size_t>(std::countr_zero(m)) / 8);
-        }
-        i += 8;
-      }
-      return n;
-    } else {
-      for (; i < n; ++i) {
-        const auto c = static_cast<unsigned char>(data[i]);
-        if (c == '"' || c == '\\' || c < 0x20) break;
-      }
-      return i;
-    }
   }
 
   bool scan_string() {

@@ -1,0 +1,150 @@
+#pragma once
+// The compiled form of a metadata schema (MetadataSchema::Node), shared by the compiler
+// (input/schema.cpp) and the check that walks metadata text against it (input/schema_check.cpp).
+
+#include "input/schema.hpp"
+
+#include <regex.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace trackevent {
+
+namespace detail {
+
+struct RegexDeleter {
+  void operator()(regex_t* r) const noexcept {
+    regfree(r);
+    delete r;
+  }
+};
+
+// a == b for the short strings keys and enum values are: two overlapping 8-byte compares instead
+// of a call to memcmp.
+inline bool same_text(std::string_view a, std::string_view b) noexcept {
+  const std::size_t n = a.size();
+  if (n != b.size()) return false;
+  if (n >= 8 && n <= 16) {
+    std::uint64_t a0 = 0, b0 = 0, a1 = 0, b1 = 0;
+    std::memcpy(&a0, a.data(), 8);
+    std::memcpy(&b0, b.data(), 8);
+    std::memcpy(&a1, a.data() + n - 8, 8);
+    std::memcpy(&b1, b.data() + n - 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  if (n >= 4 && n < 8) {
+    std::uint32_t a0 = 0, b0 = 0, a1 = 0, b1 = 0;
+    std::memcpy(&a0, a.data(), 4);
+    std::memcpy(&b0, b.data(), 4);
+    std::memcpy(&a1, a.data() + n - 4, 4);
+    std::memcpy(&b1, b.data() + n - 4, 4);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  if (n < 4) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (a[i] != b[i]) return false;
+    }
+    return true;
+  }
+  return std::memcmp(a.data(), b.data(), n) == 0;
+}
+
+// "integer or null", "string, number or boolean": a `type` set as messages name it.
+[[nodiscard]] std::string type_list(unsigned types);
+
+// A JSON number as the checker compares numbers: long double holds every int64, uint64 and
+// double exactly.
+[[nodiscard]] long double json_number(const nlohmann::json& v);
+
+}  // namespace detail
+
+struct MetadataSchema::Node {
+  // A key the object rules name: its schema (null when only `required` names it) and its index in
+  // `required` (-1 when it is not required).
+  struct Named {
+    std::string_view name;
+    const Node* child = nullptr;
+    int required = -1;
+  };
+
+  unsigned types = 0;  // 0: any type
+  std::vector<std::string> required;
+  std::vector<std::pair<std::string, std::unique_ptr<Node>>> properties;  // file order
+  std::vector<Named> by_name;  // properties, then required keys that are not properties
+  bool additional_allowed = true;
+  std::unique_ptr<Node> additional;  // additionalProperties as a schema
+  // `enum` as written (for messages, and to compare arrays and objects), and its scalars sorted
+  // by kind, so that the common cases compare without building anything.
+  std::optional<std::vector<nlohmann::json>> enum_values;
+  std::vector<std::string> enum_strings;
+  std::vector<long double> enum_numbers;
+  bool enum_true = false;
+  bool enum_false = false;
+  bool enum_null = false;
+  std::optional<long double> minimum;  // long double holds every int64 and double exactly
+  std::optional<long double> maximum;
+  std::optional<std::uint64_t> min_length;  // in code points
+  std::optional<std::uint64_t> max_length;
+  std::unique_ptr<regex_t, detail::RegexDeleter> pattern;
+  std::string pattern_text;
+  std::unique_ptr<Node> items;
+
+  // by_name as an open-addressing hash table (indices into by_name; -1 is empty), at most a
+  // quarter full: the check looks up every key of every event, and a probe is one hash and, nearly
+  // always, one comparison.
+  std::vector<std::int32_t> slots;
+
+  // A hash of a key from its length and its first and last 8 bytes: keys are short, and those
+  // bytes tell them apart. Two multiplications instead of one per byte.
+  static std::uint64_t hash(std::string_view name) noexcept {
+    const std::size_t n = name.size();
+    std::uint64_t head = 0;
+    std::uint64_t tail = 0;
+    if (n >= 8) {
+      std::memcpy(&head, name.data(), 8);
+      std::memcpy(&tail, name.data() + n - 8, 8);
+    } else if (n >= 4) {
+      std::uint32_t lo = 0;
+      std::uint32_t hi = 0;
+      std::memcpy(&lo, name.data(), 4);
+      std::memcpy(&hi, name.data() + n - 4, 4);
+      head = (std::uint64_t{hi} << 32) | lo;
+    } else {
+      for (std::size_t i = 0; i < n; ++i) head = (head << 8) | static_cast<unsigned char>(name[i]);
+    }
+    const std::uint64_t h = (head ^ n) * 0x9E3779B97F4A7C15ULL;
+    return (h ^ (h >> 29) ^ tail) * 0xBF58476D1CE4E5B9ULL >> 32;
+  }
+
+  void index_names() {
+    std::size_t size = 8;
+    while (size < 4 * by_name.size()) size *= 2;
+    slots.assign(size, -1);
+    for (std::size_t i = 0; i < by_name.size(); ++i) {
+      std::size_t at = hash(by_name[i].name) & (size - 1);
+      while (slots[at] >= 0) at = (at + 1) & (size - 1);
+      slots[at] = static_cast<std::int32_t>(i);
+    }
+  }
+
+  [[nodiscard]] const Named* lookup(std::string_view name) const noexcept {
+    if (by_name.empty()) return nullptr;
+    const std::size_t mask = slots.size() - 1;
+    for (std::size_t at = hash(name) & mask;; at = (at + 1) & mask) {
+      const std::int32_t i = slots[at];
+      if (i < 0) return nullptr;
+      const Named& e = by_name[static_cast<std::size_t>(i)];
+      if (detail::same_text(e.name, name)) return &e;
+    }
+  }
+};
+
+}  // namespace trackevent
