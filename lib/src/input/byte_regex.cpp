@@ -488,7 +488,6 @@ std::optional<ByteRegex> ByteRegex::compile(std::string_view pattern) {
     re.class_of_[b] = static_cast<std::uint8_t>(cls[b]);
     rep[static_cast<std::size_t>(cls[b])] = b;
   }
-  if (count > 256) return std::nullopt;  // cannot happen: at most 256 bytes
 
   Builder builder(nfa);
   std::map<std::vector<int>, std::uint16_t> index;
@@ -533,6 +532,7 @@ std::optional<ByteRegex> ByteRegex::compile(std::string_view pattern) {
       for (std::size_t c = 1; c < static_cast<std::size_t>(count); ++c) {
         // The unanchored search may start a match at every position.
         std::vector<int> seeds{start};
+        builder.work += cur.size();
         for (const int i : cur) {
           const NfaNode& n = nfa.nodes[static_cast<std::size_t>(i)];
           if (n.kind == NfaNode::kChar && nfa.sets[static_cast<std::size_t>(n.set)][rep[c]]) {
@@ -546,21 +546,26 @@ std::optional<ByteRegex> ByteRegex::compile(std::string_view pattern) {
     }
     re.flags_.push_back(flags);
   }
+  // A match is final: every way into an accepting state goes to the accepting sink instead, so
+  // search() recognises both final answers by the state number alone.
+  for (std::uint16_t& to : re.next_) {
+    if ((re.flags_[to] & kAccept) != 0) to = kAcceptState;
+  }
+  if ((re.flags_[re.start_] & kAccept) != 0) re.start_ = kAcceptState;
   return re;
 }
 
 bool ByteRegex::search(std::string_view s) const noexcept {
-  std::uint16_t state = start_;
-  std::uint8_t f = flags_[state];
-  if ((f & (kAccept | kDead)) != 0) return (f & kAccept) != 0;
+  // States 0 and 1 are the dead state and the accepting sink (see compile()).
+  std::size_t state = start_;
+  if (state <= 1) return state == 1;
   const std::uint16_t* next = next_.data();
   const std::size_t width = classes_;
   for (const char ch : s) {
     state = next[state * width + class_of_[static_cast<unsigned char>(ch)]];
-    f = flags_[state];
-    if ((f & (kAccept | kDead)) != 0) return (f & kAccept) != 0;
+    if (state <= 1) return state == 1;
   }
-  return (f & kAcceptAtEnd) != 0;
+  return (flags_[state] & kAcceptAtEnd) != 0;
 }
 
 }  // namespace trackevent::detail
