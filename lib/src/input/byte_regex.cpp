@@ -12,10 +12,10 @@
 // [:class:] names, with `^` negation, `]` first and `-` first or last; groups, `|`, `*`, `+`, `?`,
 // `{m}`, `{m,}`, `{m,n}` (n >= 1); `^` where no byte can have been read yet and `$` where no byte
 // can follow (see anchors_only_at_edges; no quantifier on them or on a group holding them); `\`
-// before one of .[]()*+?{}|^$\/-. Everything else (empty branches or
-// groups, stacked quantifiers, back-references, GNU escapes, collating symbols and equivalence
-// classes, bytes >= 0x80 in brackets, an unmatched `)`) is left to regexec, as is any pattern
-// whose automaton outgrows the caps below.
+// before one of .[]()*+?{}|^$\/-. Everything else (empty branches or groups, stacked quantifiers,
+// back-references, GNU escapes, collating symbols and equivalence classes, bytes >= 0x80 in
+// brackets, an unmatched `)`) is left to regexec, as is any pattern whose automaton outgrows the
+// caps below.
 
 namespace trackevent::detail {
 
