@@ -4,15 +4,19 @@
 #include "trackevent/event.hpp"
 #include "trackevent/uuid.hpp"
 
+#include "input/byte_regex.hpp"
 #include "input/catalog.hpp"
 #include "input/parse.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <regex.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 namespace {
@@ -37,6 +41,24 @@ const trackevent::Catalog& catalog() {
       {"name":"a.b","metadata":{"properties":{"plan":{"enum":["free","pro",1,null,[1],{"a":1}]},
         "name":{"type":"string","minLength":1,"maxLength":4,"pattern":"(ab|c)+"}}}}]})");
   return c;
+}
+
+// ByteRegex must refuse what it does not implement exactly: whatever it compiles, regcomp must
+// compile too, and both must give the same answer.
+void check_byte_regex(std::string_view pattern, std::string_view subject, std::string_view input) {
+  const auto re = trackevent::detail::ByteRegex::compile(pattern);
+  if (!re) return;
+  if (pattern.find('\0') != std::string_view::npos) fail("ByteRegex compiled a NUL", input);
+  const std::string p(pattern);
+  regex_t g;
+  if (regcomp(&g, p.c_str(), REG_EXTENDED | REG_NOSUB) != 0) {
+    fail("ByteRegex compiled a pattern regcomp refuses", input);
+  }
+  // regexec reads a C string: it stops at a NUL, as search() does.
+  const std::string s(subject);
+  const bool expected = regexec(&g, s.c_str(), 0, nullptr, 0) == 0;
+  regfree(&g);
+  if (re->search(subject) != expected) fail("ByteRegex and regexec disagree", input);
 }
 
 }  // namespace
@@ -67,6 +89,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       line = line.substr(nl + 1);
     }
+  }
+  // With 0x40 (and neither 0x80 nor 0x01): the first line is a POSIX ERE pattern and the rest its
+  // subject, for ByteRegex against glibc. The parser still gets the whole line below.
+  if ((mode & 0xC1) == 0x40) {
+    const auto nl = line.find('\n');
+    if (nl != std::string_view::npos)
+      check_byte_regex(line.substr(0, nl), line.substr(nl + 1), line);
   }
   if ((mode & 2) != 0) {
     // Limits stay in their documented domain: depth >= 2 and metadata >= 2 bytes, the size and
