@@ -244,6 +244,7 @@ Result<std::unique_ptr<Node>> compile_keywords(const nlohmann::json& s, const st
         return Error{where + ": invalid POSIX extended regex: " + std::string(buf.data())};
       }
       node->pattern = std::move(re);
+      node->dfa = detail::ByteRegex::compile(node->pattern_text);
     } else if (key == "items") {
       if (v.is_array()) {
         return Error{where + ": expected a schema object (the tuple form is not supported)"};

@@ -249,7 +249,10 @@ inline bool decode(const StringToken& s, std::string& out, std::string_view& val
   return decode_escapes(s, out, value);
 }
 
+// The pattern's answer through regexec, for the patterns ByteRegex leaves to it.
 bool matches(const regex_t& re, std::string_view s) noexcept {
+  // A NUL ends the subject, as it does for ByteRegex (metadata cannot hold one: \u0000 is refused).
+  s = s.substr(0, s.find('\0'));
   // REG_STARTEND (a BSD extension glibc has): the match is bounded by pmatch[0], so the string
   // needs no terminating NUL and no copy.
   regmatch_t range{};
@@ -689,7 +692,7 @@ class Walker {
     }
     if (n.pattern) {
       if (!decoded && !decode(s, scratch_, value)) return unreadable();
-      if (!matches(*n.pattern, value)) {
+      if (!(n.dfa ? n.dfa->search(value) : matches(*n.pattern, value))) {
         return report(
             path, "pattern",
             "expected a string matching " + n.pattern_text + ", got " + quote_json_string(value));

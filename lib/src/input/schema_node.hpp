@@ -2,6 +2,7 @@
 // The compiled form of a metadata schema (MetadataSchema::Node), shared by the compiler
 // (input/schema.cpp) and the check that walks metadata text against it (input/schema_check.cpp).
 
+#include "input/byte_regex.hpp"
 #include "input/schema.hpp"
 
 #include <regex.h>
@@ -94,6 +95,9 @@ struct MetadataSchema::Node {
   std::optional<std::uint64_t> min_length;  // in code points
   std::optional<std::uint64_t> max_length;
   std::unique_ptr<regex_t, detail::RegexDeleter> pattern;
+  // The same pattern as a DFA, when ByteRegex takes it: same answers, without regexec's per-call
+  // cost and allocations (most patterns; input/byte_regex.cpp lists what it leaves to regexec).
+  std::optional<detail::ByteRegex> dfa;
   std::string pattern_text;
   std::unique_ptr<Node> items;
 
