@@ -284,20 +284,27 @@ Result<std::unique_ptr<Node>> compile_keywords(const nlohmann::json& s, const st
     return Error{at + ": properties/required given, but type " + type_list(node->types) +
                  " excludes object"};
   }
-  for (const auto& [name, child] : node->properties) {
-    node->by_name.push_back(Node::Named{name, child.get(), -1});
-  }
+  std::vector<Node::Named> names;
+  for (const auto& [name, child] : node->properties)
+    names.push_back(Node::Named{name, child.get(), -1});
   for (std::size_t i = 0; i < node->required.size(); ++i) {
     const std::string& name = node->required[i];
-    const auto it = std::find_if(node->by_name.begin(), node->by_name.end(),
+    const auto it = std::find_if(names.begin(), names.end(),
                                  [&](const Node::Named& e) { return e.name == name; });
-    if (it != node->by_name.end()) {
+    if (it != names.end()) {
       it->required = static_cast<int>(i);
     } else {
-      node->by_name.push_back(Node::Named{name, nullptr, static_cast<int>(i)});
+      names.push_back(Node::Named{name, nullptr, static_cast<int>(i)});
     }
   }
-  node->index_names();
+  node->index_names(names);
+  node->rules =
+      (node->enum_values ? Node::kEnum : 0U) | (node->min_length ? Node::kMinLength : 0U) |
+      (node->max_length ? Node::kMaxLength : 0U) | (node->pattern ? Node::kPattern : 0U) |
+      (node->minimum ? Node::kMinimum : 0U) | (node->maximum ? Node::kMaximum : 0U) |
+      (node->items ? Node::kItems : 0U) |
+      (!node->properties.empty() || !node->additional_allowed || node->additional ? Node::kKeyRules
+                                                                                  : 0U);
   return node;
 }
 

@@ -52,9 +52,13 @@ struct Step {
 enum class Kind { kString, kNumber, kTrue, kFalse, kNull, kObject, kArray };
 
 // A string as it appears in the text: the bytes between the quotes, escapes not yet decoded.
+// Scalars rather than a string_view member: the walk writes a token and reads it back at once,
+// and a 16-byte load of two fields just written separately stalls the CPU (store forwarding).
 struct StringToken {
-  std::string_view raw;
+  const char* data = nullptr;
+  std::uint32_t size = 0;
   bool escaped = false;
+  [[nodiscard]] std::string_view raw() const noexcept { return {data, size}; }
 };
 
 // A number: its text, its value, and whether it is an integer in JSON Schema's sense (3.0 is).
@@ -146,7 +150,7 @@ void append_utf8(std::string& out, std::uint32_t cp) {
 // escape is one character, a surrogate pair two escapes for one, and a lone surrogate one (as
 // decode() makes it U+FFFD).
 std::size_t code_points(const StringToken& s) noexcept {
-  const std::string_view r = s.raw;
+  const std::string_view r = s.raw();
   if (!s.escaped) {
     // Count the bytes that do not continue a UTF-8 sequence (10xxxxxx), 8 at a time.
     std::size_t continuation = 0;
@@ -188,7 +192,7 @@ std::size_t code_points(const StringToken& s) noexcept {
 // none). False for an escape JSON does not have.
 bool decode_escapes(const StringToken& s, std::string& out, std::string_view& value) {
   out.clear();
-  const std::string_view r = s.raw;
+  const std::string_view r = s.raw();
   for (std::size_t i = 0; i < r.size(); ++i) {
     if (r[i] != '\\') {
       out += r[i];
@@ -241,12 +245,13 @@ bool decode_escapes(const StringToken& s, std::string& out, std::string_view& va
   return true;
 }
 
-inline bool decode(const StringToken& s, std::string& out, std::string_view& value) {
-  if (!s.escaped) {
-    value = s.raw;
-    return true;
-  }
-  return decode_escapes(s, out, value);
+// The string's value, returned rather than written through a reference so that it can stay in
+// registers; `ok` turns false for an escape JSON does not have.
+inline std::string_view decode(const StringToken& s, std::string& out, bool& ok) {
+  if (!s.escaped) return s.raw();
+  std::string_view value;
+  ok = decode_escapes(s, out, value);
+  return value;
 }
 
 // The pattern's answer through regexec, for the patterns ByteRegex leaves to it.
@@ -349,7 +354,9 @@ class Walker {
         ++i;  // a control byte: the line parser refuses it; here it is only passed over
       }
     }
-    out = StringToken{std::string_view(start, i), escaped};
+    out.data = start;
+    out.size = static_cast<std::uint32_t>(i);
+    out.escaped = escaped;
     p_ = start + i + 1;
     return true;
   }
@@ -554,8 +561,9 @@ class Walker {
       case Kind::kString: {
         StringToken s;
         std::string buf;
-        std::string_view v;
-        if (read_string(s) && decode(s, buf, v)) out = "string " + quote_json_string(v);
+        bool ok = read_string(s);
+        const std::string_view v = ok ? decode(s, buf, ok) : std::string_view();
+        if (ok) out = "string " + quote_json_string(v);
         break;
       }
       case Kind::kNumber: {
@@ -633,7 +641,7 @@ class Walker {
         if (n.types != 0 && (n.types & (object ? kTypeObject : kTypeArray)) == 0) {
           return type_violation(path, n, kind, at);
         }
-        if (n.enum_values) {
+        if ((n.rules & Node::kEnum) != 0) {
           if (!skip_value()) return unreadable();
           if (!enum_has_composite(n, at)) return enum_violation(path, n, kind, at);
           p_ = at;
@@ -650,7 +658,9 @@ class Walker {
         if (n.types != 0 && (n.types & (is_null ? kTypeNull : kTypeBoolean)) == 0) {
           return type_violation(path, n, kind, at);
         }
-        if (n.enum_values && !(is_null ? n.enum_null : truth ? n.enum_true : n.enum_false)) {
+        if ((n.rules & Node::kEnum) != 0 && !(is_null ? n.enum_null
+                                              : truth ? n.enum_true
+                                                      : n.enum_false)) {
           return enum_violation(path, n, kind, at);
         }
         return false;
@@ -667,10 +677,13 @@ class Walker {
     if (n.types != 0 && (n.types & kTypeString) == 0) {
       return type_violation(path, n, Kind::kString, at);
     }
+    if ((n.rules & Node::kStringRules) == 0) return false;
     std::string_view value;
     bool decoded = false;
-    if (n.enum_values) {
-      if (!decode(s, scratch_, value)) return unreadable();
+    bool ok = true;
+    if ((n.rules & Node::kEnum) != 0) {
+      value = decode(s, scratch_, ok);
+      if (!ok) return unreadable();
       decoded = true;
       if (std::none_of(n.enum_strings.begin(), n.enum_strings.end(),
                        [&](const std::string& e) { return same_text(e, value); })) {
@@ -691,7 +704,8 @@ class Walker {
       }
     }
     if (n.pattern) {
-      if (!decoded && !decode(s, scratch_, value)) return unreadable();
+      if (!decoded) value = decode(s, scratch_, ok);
+      if (!ok) return unreadable();
       if (!(n.dfa ? n.dfa->search(value) : matches(*n.pattern, value))) {
         return report(
             path, "pattern",
@@ -706,6 +720,7 @@ class Walker {
     if (!read_number(num)) return unreadable();
     const unsigned bits = num.integral ? (kTypeInteger | kTypeNumber) : kTypeNumber;
     if (n.types != 0 && (n.types & bits) == 0) return type_violation(path, n, Kind::kNumber, at);
+    if ((n.rules & Node::kNumberRules) == 0) return false;
     if (n.enum_values && std::find(n.enum_numbers.begin(), n.enum_numbers.end(), num.value) ==
                              n.enum_numbers.end()) {
       return enum_violation(path, n, Kind::kNumber, at);
@@ -724,7 +739,7 @@ class Walker {
   }
 
   bool check_array(const Node& n, const Step* path) {
-    if (!n.items) return skip_value() ? false : unreadable();
+    if ((n.rules & Node::kItems) == 0) return skip_value() ? false : unreadable();
     ++p_;  // '['
     if (consume(']')) return false;
     for (std::size_t i = 0;; ++i) {
@@ -742,7 +757,7 @@ class Walker {
     const char* const start = p_;
     ++p_;  // '{'
     // Without properties, additionalProperties and required, no key has a rule.
-    const bool keys_have_rules = !n.properties.empty() || !n.additional_allowed || n.additional;
+    const bool keys_have_rules = (n.rules & Node::kKeyRules) != 0;
     const std::size_t required = n.required.size();
     std::uint64_t seen = 0;  // bit i: required[i] is present (for the first 64)
     bool failed = false;
@@ -752,8 +767,9 @@ class Walker {
         skip_ws();
         StringToken key;
         if (p_ >= end_ || *p_ != '"' || !read_string(key)) return invalid("expected a key");
-        std::string_view name;
-        if (!decode(key, key_buf, name)) return unreadable();
+        bool ok = true;
+        const std::string_view name = decode(key, key_buf, ok);
+        if (!ok) return unreadable();
         if (!consume(':')) return invalid("expected ':' after a key");
         const Node::Named* named = required != 0 || keys_have_rules ? n.lookup(name) : nullptr;
         if (named != nullptr && named->required >= 0 && named->required < 64) {
@@ -804,11 +820,10 @@ class Walker {
       for (;;) {
         skip_ws();
         StringToken key;
-        std::string_view decoded;
-        if (p_ >= end_ || *p_ != '"' || !read_string(key) || !decode(key, buf, decoded) ||
-            !consume(':')) {
-          break;
-        }
+        if (p_ >= end_ || *p_ != '"' || !read_string(key)) break;
+        bool ok = true;
+        const std::string_view decoded = decode(key, buf, ok);
+        if (!ok || !consume(':')) break;
         if (decoded == name) {
           found = true;
           break;

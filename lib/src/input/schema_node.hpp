@@ -76,10 +76,37 @@ struct MetadataSchema::Node {
     int required = -1;
   };
 
+  // Which keywords below a node has, so that the check of a value reads this first cache line and
+  // nothing else when there is nothing more to check.
+  enum Rule : unsigned {
+    kEnum = 1U << 0,
+    kMinLength = 1U << 1,
+    kMaxLength = 1U << 2,
+    kPattern = 1U << 3,
+    kMinimum = 1U << 4,
+    kMaximum = 1U << 5,
+    kItems = 1U << 6,
+    kKeyRules = 1U << 7,  // properties, additionalProperties false or a schema
+    kStringRules = kEnum | kMinLength | kMaxLength | kPattern,
+    kNumberRules = kEnum | kMinimum | kMaximum,
+  };
+
+  // One entry of the key table: the key's first and last 8 bytes inline (key_words), so that a
+  // lookup compares a key of up to 16 bytes without reading it from anywhere else.
+  struct Slot {
+    std::uint64_t head = 0;
+    std::uint64_t tail = 0;
+    Named named;
+    bool used = false;
+  };
+
   unsigned types = 0;  // 0: any type
+  unsigned rules = 0;  // Rule bits
+  // The keys `properties` and `required` name, as an open-addressing hash table at most a
+  // quarter full: the check looks up every key of every event.
+  std::vector<Slot> slots;
   std::vector<std::string> required;
   std::vector<std::pair<std::string, std::unique_ptr<Node>>> properties;  // file order
-  std::vector<Named> by_name;  // properties, then required keys that are not properties
   bool additional_allowed = true;
   std::unique_ptr<Node> additional;  // additionalProperties as a schema
   // `enum` as written (for messages, and to compare arrays and objects), and its scalars sorted
@@ -101,14 +128,8 @@ struct MetadataSchema::Node {
   std::string pattern_text;
   std::unique_ptr<Node> items;
 
-  // by_name as an open-addressing hash table (indices into by_name; -1 is empty), at most a
-  // quarter full: the check looks up every key of every event, and a probe is one hash and, nearly
-  // always, one comparison.
-  std::vector<std::int32_t> slots;
-
-  // A hash of a key from its length and its first and last 8 bytes: keys are short, and those
-  // bytes tell them apart. Two multiplications instead of one per byte.
-  static std::uint64_t hash(std::string_view name) noexcept {
+  // A key as two words: with its length, they are the key itself when it has at most 16 bytes.
+  static std::pair<std::uint64_t, std::uint64_t> key_words(std::string_view name) noexcept {
     const std::size_t n = name.size();
     std::uint64_t head = 0;
     std::uint64_t tail = 0;
@@ -124,29 +145,39 @@ struct MetadataSchema::Node {
     } else {
       for (std::size_t i = 0; i < n; ++i) head = (head << 8) | static_cast<unsigned char>(name[i]);
     }
+    return {head, tail};
+  }
+
+  static std::uint64_t hash(std::uint64_t head, std::uint64_t tail, std::size_t n) noexcept {
     const std::uint64_t h = (head ^ n) * 0x9E3779B97F4A7C15ULL;
     return (h ^ (h >> 29) ^ tail) * 0xBF58476D1CE4E5B9ULL >> 32;
   }
 
-  void index_names() {
+  // Builds the key table; the names must stay where they are (in `properties` and `required`).
+  void index_names(const std::vector<Named>& names) {
     std::size_t size = 8;
-    while (size < 4 * by_name.size()) size *= 2;
-    slots.assign(size, -1);
-    for (std::size_t i = 0; i < by_name.size(); ++i) {
-      std::size_t at = hash(by_name[i].name) & (size - 1);
-      while (slots[at] >= 0) at = (at + 1) & (size - 1);
-      slots[at] = static_cast<std::int32_t>(i);
+    while (size < 4 * names.size()) size *= 2;
+    slots.assign(size, Slot{});
+    for (const Named& e : names) {
+      const auto [head, tail] = key_words(e.name);
+      std::size_t at = hash(head, tail, e.name.size()) & (size - 1);
+      while (slots[at].used) at = (at + 1) & (size - 1);
+      slots[at] = Slot{head, tail, e, true};
     }
   }
 
   [[nodiscard]] const Named* lookup(std::string_view name) const noexcept {
-    if (by_name.empty()) return nullptr;
+    if (slots.empty()) return nullptr;
+    const auto [head, tail] = key_words(name);
     const std::size_t mask = slots.size() - 1;
-    for (std::size_t at = hash(name) & mask;; at = (at + 1) & mask) {
-      const std::int32_t i = slots[at];
-      if (i < 0) return nullptr;
-      const Named& e = by_name[static_cast<std::size_t>(i)];
-      if (detail::same_text(e.name, name)) return &e;
+    for (std::size_t at = hash(head, tail, name.size()) & mask;; at = (at + 1) & mask) {
+      const Slot& slot = slots[at];
+      if (!slot.used) return nullptr;
+      if (slot.head == head && slot.tail == tail && slot.named.name.size() == name.size() &&
+          (name.size() <= 16 ||
+           std::memcmp(slot.named.name.data(), name.data(), name.size()) == 0)) {
+        return &slot.named;
+      }
     }
   }
 };
