@@ -214,6 +214,7 @@ Result<std::unique_ptr<Node>> compile_keywords(const nlohmann::json& s, const st
       for (const nlohmann::json& e : v) {
         if (e.is_string()) {
           node->enum_strings.push_back(e.get<std::string>());
+          node->enum_words.push_back(Node::key_words(node->enum_strings.back()));
         } else if (e.is_number()) {
           node->enum_numbers.push_back(json_number(e));
         } else if (e.is_boolean()) {

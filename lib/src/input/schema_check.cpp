@@ -685,12 +685,15 @@ class Walker {
       value = decode(s, scratch_, ok);
       if (!ok) return unreadable();
       decoded = true;
-      if (std::none_of(n.enum_strings.begin(), n.enum_strings.end(),
-                       [&](const std::string& e) { return same_text(e, value); })) {
+      if (!n.enum_has_string(value)) {
         return enum_violation(path, n, Kind::kString, at);
       }
     }
-    if (n.min_length || n.max_length) {
+    // A string has between size/4 and size characters (UTF-8), and an escape is one character
+    // written with 2 to 12 bytes: count them only when the bytes alone cannot settle the bounds.
+    const bool short_enough = !n.max_length || s.size <= *n.max_length;
+    const bool long_enough = !n.min_length || s.size / 12 >= *n.min_length;
+    if (!short_enough || !long_enough) {
       const std::size_t len = code_points(s);
       if (n.min_length && len < *n.min_length) {
         return report(path, "minLength",

@@ -113,6 +113,9 @@ struct MetadataSchema::Node {
   // by kind, so that the common cases compare without building anything.
   std::optional<std::vector<nlohmann::json>> enum_values;
   std::vector<std::string> enum_strings;
+  // enum_strings as key_words() gives them, in the same order: most compare without reading the
+  // strings themselves.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> enum_words;
   std::vector<long double> enum_numbers;
   bool enum_true = false;
   bool enum_false = false;
@@ -164,6 +167,20 @@ struct MetadataSchema::Node {
       while (slots[at].used) at = (at + 1) & (size - 1);
       slots[at] = Slot{head, tail, e, true};
     }
+  }
+
+  // Whether `value` is one of enum_strings.
+  [[nodiscard]] bool enum_has_string(std::string_view value) const noexcept {
+    const auto [head, tail] = key_words(value);
+    for (std::size_t i = 0; i < enum_words.size(); ++i) {
+      if (enum_words[i].first != head || enum_words[i].second != tail) continue;
+      const std::string& e = enum_strings[i];
+      if (e.size() == value.size() &&
+          (e.size() <= 16 || std::memcmp(e.data(), value.data(), e.size()) == 0)) {
+        return true;
+      }
+    }
+    return false;
   }
 
   [[nodiscard]] const Named* lookup(std::string_view name) const noexcept {

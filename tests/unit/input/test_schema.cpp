@@ -202,6 +202,14 @@ TEST(Schema, EscapesAreDecodedBeforeRulesApply) {
   // One character each: an escape, a surrogate pair, a two-byte UTF-8 sequence.
   EXPECT_EQ(check(s, R"({"s":"\n\ud83d\ude00"})"), "");
   EXPECT_EQ(check(s, R"({"s":"é\u00e9x"})"), "metadata.s: expected at most 2 characters, got 3");
+  // Lengths are counted in characters, however many bytes the text spends on each.
+  const std::string at_least_two = R"({"properties":{"s":{"minLength":2}}})";
+  EXPECT_EQ(check(at_least_two, R"({"s":"\ud83d\ude00\ud83d\ude00"})"), "");
+  EXPECT_EQ(check(at_least_two, R"({"s":"\ud83d\ude00a"})"), "");
+  EXPECT_EQ(check(at_least_two, R"({"s":"\ud83d\ude00"})"),
+            "metadata.s: expected at least 2 characters, got 1");
+  EXPECT_EQ(check(at_least_two, R"({"s":"日"})"),
+            "metadata.s: expected at least 2 characters, got 1");
   EXPECT_EQ(check(s, R"({"v":"a\"b"})"), "");
   EXPECT_EQ(check(s, R"({"v":"a\\b"})"),
             R"(metadata.v: expected a string matching ^a"b$, got "a\\b")");
