@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 namespace trackevent::detail {
@@ -80,6 +81,35 @@ inline std::size_t find_special(const char* data, std::size_t i, std::size_t n) 
     }
     return i;
   }
+}
+
+// The most bytes of a value a message quotes.
+inline constexpr std::size_t kQuoteMax = 64;
+
+// A value quoted inside a message: cut to at most kQuoteMax bytes on a UTF-8 boundary ("..." marks
+// the cut), control bytes written as \xHH so that a log line stays one line, and, with
+// `escape_quotes`, the quote character and the backslash escaped as in JSON.
+inline std::string quote_text(std::string_view s, char quote_char, bool escape_quotes) {
+  std::string out(1, quote_char);
+  std::size_t n = std::min(s.size(), kQuoteMax);
+  while (n < s.size() && n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (escape_quotes && (c == static_cast<unsigned char>(quote_char) || c == '\\')) {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (n < s.size()) out += "...";
+  out += quote_char;
+  return out;
 }
 
 }  // namespace trackevent::detail

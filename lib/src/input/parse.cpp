@@ -28,7 +28,7 @@ using detail::Error;
 using detail::ok;
 using detail::Result;
 
-constexpr std::size_t kQuoteMax = 64;
+using detail::kQuoteMax;
 // PostgreSQL's numeric (which jsonb uses for numbers) holds at most 131072 digits before the
 // decimal point and 16383 after it; jsonb refuses the whole value otherwise (checked on PG 15).
 constexpr long kPgMaxIntegerDigits = 131072;
@@ -47,32 +47,8 @@ std::string_view trim_right(std::string_view s) noexcept {
   return s;
 }
 
-// A value quoted inside a reason: cut to ~64 bytes on a UTF-8 boundary, control bytes escaped so
-// a text log stays one line.
-std::string quote(std::string_view s) {
-  std::string out = "'";
-  std::size_t n = s.size();
-  bool cut = false;
-  if (n > kQuoteMax) {
-    n = kQuoteMax;
-    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
-    cut = true;
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (cut) out += "...";
-  out += '\'';
-  return out;
-}
+// A value quoted inside a reason: 'like this', cut and escaped by detail::quote_text.
+std::string quote(std::string_view s) { return detail::quote_text(s, '\'', false); }
 
 std::string byte_pos(std::size_t offset) { return std::to_string(offset + 1); }
 

@@ -28,7 +28,6 @@ using detail::same_text;
 using detail::type_list;
 using Node = MetadataSchema::Node;
 
-constexpr std::size_t kQuoteMax = 64;
 constexpr std::size_t kEnumShown = 8;
 constexpr std::size_t kSuggestDistance = 3;
 
@@ -69,28 +68,8 @@ struct NumberToken {
   bool fraction_syntax = false;  // written with '.', 'e' or 'E'
 };
 
-std::string quote_json_string(std::string_view s) {
-  std::string out = "\"";
-  std::size_t n = std::min(s.size(), kQuoteMax);
-  while (n < s.size() && n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (n < s.size()) out += "...";
-  out += '"';
-  return out;
-}
+// A string value quoted as JSON writes it ("a\"b"), cut and escaped by detail::quote_text.
+std::string quote_json_string(std::string_view s) { return detail::quote_text(s, '"', true); }
 
 std::string number_text(double d) {
   std::array<char, 32> buf{};
