@@ -184,6 +184,11 @@ json entry_json(const std::optional<detail::DeliveryEntry>& e) {
   return j;
 }
 
+// An instant as JSON: its RFC 3339 text, or null when there is none.
+json time_or_null(const std::optional<std::int64_t>& us) {
+  return us ? json(format_rfc3339(*us)) : json(nullptr);
+}
+
 json to_json(const Report& r) {
   json j;
   j["health"] = health_of(r.exit_status);
@@ -194,8 +199,7 @@ json to_json(const Report& r) {
     spool["exists"] = r.spool->exists;
     spool["events"] = r.spool->events;
     spool["bytes"] = r.spool->bytes;
-    spool["oldest_event_at"] =
-        r.spool->oldest_us ? json(format_rfc3339(*r.spool->oldest_us)) : json(nullptr);
+    spool["oldest_event_at"] = time_or_null(r.spool->oldest_us);
     spool["oldest_event_age_s"] =
         r.spool->oldest_us ? json(std::floor(age_s(r.now_us, *r.spool->oldest_us))) : json(nullptr);
     json claims = json::array();
@@ -216,10 +220,8 @@ json to_json(const Report& r) {
     dead["count"] = r.dead->count;
     dead["invalid_lines"] = r.dead->invalid;
     dead["bytes"] = r.dead->bytes;
-    dead["newest_at"] =
-        r.dead->newest_us ? json(format_rfc3339(*r.dead->newest_us)) : json(nullptr);
-    dead["oldest_at"] =
-        r.dead->oldest_us ? json(format_rfc3339(*r.dead->oldest_us)) : json(nullptr);
+    dead["newest_at"] = time_or_null(r.dead->newest_us);
+    dead["oldest_at"] = time_or_null(r.dead->oldest_us);
   } else {
     dead["error"] = r.dead_error;
   }

@@ -24,7 +24,6 @@ using detail::is_digit;
 using detail::is_json_ws;
 using detail::is_number_char;
 using detail::json_number;
-using detail::same_text;
 using detail::type_list;
 using Node = MetadataSchema::Node;
 
@@ -125,6 +124,27 @@ void append_utf8(std::string& out, std::uint32_t cp) {
   }
 }
 
+// A \\u escape at `i` (its backslash) in `r`: the code point (a surrogate pair joined, a lone
+// surrogate as U+FFFD, as the line parser refuses those) and the bytes it takes (6, or 12 for a
+// pair); length 0 when four hex digits do not follow.
+struct UnicodeEscape {
+  std::uint32_t cp = 0;
+  std::size_t length = 0;
+};
+
+UnicodeEscape read_unicode_escape(std::string_view r, std::size_t i) noexcept {
+  const int cp = hex4(r, i + 2);
+  if (cp < 0) return {};
+  if (cp >= 0xD800 && cp <= 0xDBFF && i + 7 < r.size() && r[i + 6] == '\\' && r[i + 7] == 'u') {
+    const int low = hex4(r, i + 8);
+    if (low >= 0xDC00 && low <= 0xDFFF) {
+      return {static_cast<std::uint32_t>(0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00)), 12};
+    }
+  }
+  if (cp >= 0xD800 && cp <= 0xDFFF) return {0xFFFD, 6};
+  return {static_cast<std::uint32_t>(cp), 6};
+}
+
 // The characters (code points) of a string as the text writes it, counted without decoding: an
 // escape is one character, a surrogate pair two escapes for one, and a lone surrogate one (as
 // decode() makes it U+FFFD).
@@ -146,19 +166,11 @@ std::size_t code_points(const StringToken& s) noexcept {
   std::size_t n = 0;
   for (std::size_t i = 0; i < r.size();) {
     const auto c = static_cast<unsigned char>(r[i]);
-    if (c == '\\' && s.escaped) {
-      std::size_t step = 2;
-      if (i + 1 < r.size() && r[i + 1] == 'u') {
-        step = 6;
-        const int cp = hex4(r, i + 2);
-        if (cp >= 0xD800 && cp <= 0xDBFF && i + 7 < r.size() && r[i + 6] == '\\' &&
-            r[i + 7] == 'u') {
-          const int low = hex4(r, i + 8);
-          if (low >= 0xDC00 && low <= 0xDFFF) step = 12;
-        }
-      }
+    if (c == '\\') {
+      const std::size_t length =
+          i + 1 < r.size() && r[i + 1] == 'u' ? read_unicode_escape(r, i).length : 2;
+      i += length != 0 ? length : 6;
       ++n;
-      i += step;
       continue;
     }
     n += (c & 0xC0) != 0x80 ? 1 : 0;
@@ -200,20 +212,10 @@ bool decode_escapes(const StringToken& s, std::string& out, std::string_view& va
         out += '\t';
         break;
       case 'u': {
-        int cp = hex4(r, i + 1);
-        if (cp < 0) return false;
-        i += 4;
-        if (cp >= 0xD800 && cp <= 0xDBFF && i + 2 < r.size() && r[i + 1] == '\\' &&
-            r[i + 2] == 'u') {
-          const int low = hex4(r, i + 3);
-          if (low >= 0xDC00 && low <= 0xDFFF) {
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-            i += 6;
-          }
-        }
-        // A lone surrogate (which the line parser refuses) becomes U+FFFD.
-        if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
-        append_utf8(out, static_cast<std::uint32_t>(cp));
+        const UnicodeEscape e = read_unicode_escape(r, i - 1);
+        if (e.length == 0) return false;
+        append_utf8(out, e.cp);
+        i += e.length - 2;  // to its last byte
         break;
       }
       default:
@@ -703,8 +705,8 @@ class Walker {
     const unsigned bits = num.integral ? (kTypeInteger | kTypeNumber) : kTypeNumber;
     if (n.types != 0 && (n.types & bits) == 0) return type_violation(path, n, Kind::kNumber, at);
     if ((n.rules & Node::kNumberRules) == 0) return false;
-    if (n.enum_values && std::find(n.enum_numbers.begin(), n.enum_numbers.end(), num.value) ==
-                             n.enum_numbers.end()) {
+    if ((n.rules & Node::kEnum) != 0 && std::find(n.enum_numbers.begin(), n.enum_numbers.end(),
+                                                  num.value) == n.enum_numbers.end()) {
       return enum_violation(path, n, Kind::kNumber, at);
     }
     if (n.minimum && num.value < *n.minimum) {

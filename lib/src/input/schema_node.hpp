@@ -28,36 +28,6 @@ struct RegexDeleter {
   }
 };
 
-// a == b for the short strings keys and enum values are: two overlapping 8-byte compares instead
-// of a call to memcmp.
-inline bool same_text(std::string_view a, std::string_view b) noexcept {
-  const std::size_t n = a.size();
-  if (n != b.size()) return false;
-  if (n >= 8 && n <= 16) {
-    std::uint64_t a0 = 0, b0 = 0, a1 = 0, b1 = 0;
-    std::memcpy(&a0, a.data(), 8);
-    std::memcpy(&b0, b.data(), 8);
-    std::memcpy(&a1, a.data() + n - 8, 8);
-    std::memcpy(&b1, b.data() + n - 8, 8);
-    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-  }
-  if (n >= 4 && n < 8) {
-    std::uint32_t a0 = 0, b0 = 0, a1 = 0, b1 = 0;
-    std::memcpy(&a0, a.data(), 4);
-    std::memcpy(&b0, b.data(), 4);
-    std::memcpy(&a1, a.data() + n - 4, 4);
-    std::memcpy(&b1, b.data() + n - 4, 4);
-    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-  }
-  if (n < 4) {
-    for (std::size_t i = 0; i < n; ++i) {
-      if (a[i] != b[i]) return false;
-    }
-    return true;
-  }
-  return std::memcmp(a.data(), b.data(), n) == 0;
-}
-
 // "integer or null", "string, number or boolean": a `type` set as messages name it.
 [[nodiscard]] std::string type_list(unsigned types);
 
