@@ -235,16 +235,14 @@ inline std::string_view decode(const StringToken& s, std::string& out, bool& ok)
   return value;
 }
 
-// The pattern's answer through regexec, for the patterns ByteRegex leaves to it.
-bool matches(const regex_t& re, std::string_view s) noexcept {
-  // A NUL ends the subject, as it does for ByteRegex (metadata cannot hold one: \u0000 is refused).
-  s = s.substr(0, s.find('\0'));
-  // REG_STARTEND (a BSD extension glibc has): the match is bounded by pmatch[0], so the string
-  // needs no terminating NUL and no copy.
-  regmatch_t range{};
-  range.rm_so = 0;
-  range.rm_eo = static_cast<regoff_t>(s.size());
-  return regexec(&re, s.data(), 1, &range, REG_STARTEND) == 0;
+// The pattern's answer through regexec, for the patterns ByteRegex leaves to it. The subject is
+// copied into `buf` to end it with a NUL: regexec reads a C string, and REG_STARTEND, which would
+// spare the copy, is not honoured by the sanitizers' regexec interceptor, which reads up to a NUL
+// past the value's end in the line. A NUL inside ends the subject, as it does for ByteRegex
+// (metadata cannot hold one: \u0000 is refused).
+bool matches(const regex_t& re, std::string_view s, std::string& buf) {
+  buf.assign(s.data(), s.size());
+  return regexec(&re, buf.c_str(), 0, nullptr, 0) == 0;
 }
 
 // JSON values equal as JSON Schema's enum compares them: numbers by value (3 == 3.0).
@@ -690,7 +688,7 @@ class Walker {
     if (n.pattern) {
       if (!decoded) value = decode(s, scratch_, ok);
       if (!ok) return unreadable();
-      if (!(n.dfa ? n.dfa->search(value) : matches(*n.pattern, value))) {
+      if (!(n.dfa ? n.dfa->search(value) : matches(*n.pattern, value, subject_))) {
         return report(
             path, "pattern",
             "expected a string matching " + n.pattern_text + ", got " + quote_json_string(value));
@@ -824,6 +822,7 @@ class Walker {
   bool bad_ = false;
   std::optional<Violation> found_;
   std::string scratch_;
+  std::string subject_;  // the NUL-ended copy regexec reads
 };
 
 }  // namespace
