@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -70,6 +71,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view line(reinterpret_cast<const char*>(data + 1), size - 1);
   trackevent::ParseOptions options;
   if ((mode & 1) != 0) options.catalog = &catalog();
+  if ((mode & 2) != 0) {
+    // Limits stay in their documented domain: depth >= 2 and metadata >= 2 bytes, the size and
+    // depth of the `{}` a line without metadata gets.
+    options.limits.max_depth = 2 + (mode >> 5);
+    options.limits.max_keys = (mode >> 4) & 7;
+    options.limits.max_metadata_bytes = 2U + 16U * ((mode >> 2) & 3);
+    options.limits.max_line_bytes = 64U * ((mode >> 4) + 1);
+  }
   // With the top bit: the input's first line is a metadata schema, compiled (refused cleanly or
   // compiled) and then run over the rest of the input, read as metadata text.
   if ((mode & 0x80) != 0 && (mode & 1) == 0) {
@@ -82,8 +91,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           fail("a schema error without its pointer", line);
         }
         if (schema) {
-          if (const auto v = (*schema)->check(line.substr(nl + 1))) {
-            if (v->message.empty() || v->rule.empty()) fail("an empty violation", line);
+          const std::string_view text = line.substr(nl + 1);
+          const auto v = (*schema)->check(text);
+          if (v && (v->message.empty() || v->rule.empty())) fail("an empty violation", line);
+          // The line parser's one-pass path: a yes must be the parser's yes and the check's.
+          bool whitespace = false;
+          if ((*schema)->conforms_as_written(text, options.limits.max_depth,
+                                             options.limits.max_keys, whitespace)) {
+            trackevent::Event ev;
+            ev.org_id = 1;
+            ev.event_name = "a.b";
+            ev.metadata = std::string(text);
+            // The size limit applies to the compacted text, and the line's UTF-8 is checked
+            // before the metadata is reached: neither is the one-pass path's to judge.
+            trackevent::Limits limits = options.limits;
+            limits.max_metadata_bytes = std::numeric_limits<std::size_t>::max();
+            const std::string why = trackevent::validate_event(ev, limits);
+            if (!why.empty() && why.find("invalid UTF-8") == std::string::npos) {
+              fail("the one-pass path took metadata the parser refuses", line);
+            }
+            if (v) fail("the one-pass path took metadata that breaks the schema", line);
           }
         }
       }
@@ -96,14 +123,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto nl = line.find('\n');
     if (nl != std::string_view::npos)
       check_byte_regex(line.substr(0, nl), line.substr(nl + 1), line);
-  }
-  if ((mode & 2) != 0) {
-    // Limits stay in their documented domain: depth >= 2 and metadata >= 2 bytes, the size and
-    // depth of the `{}` a line without metadata gets.
-    options.limits.max_depth = 2 + (mode >> 5);
-    options.limits.max_keys = (mode >> 4) & 7;
-    options.limits.max_metadata_bytes = 2U + 16U * ((mode >> 2) & 3);
-    options.limits.max_line_bytes = 64U * ((mode >> 4) + 1);
   }
 
   const auto result = trackevent::parse_event_line(line, 1'795'867'200'000'000LL, options);

@@ -463,14 +463,11 @@ void compact_json(std::string_view s, std::string& out) {
   }
 }
 
-// Validates metadata text and gives it compacted; the reason starts with "metadata: ".
-Result<std::string> compact_metadata(std::string_view raw, std::size_t base, const Limits& limits) {
-  MetadataScanner scanner(raw, base, limits);
-  if (Result<> valid = scanner.run(); !valid) {
-    return Error{"metadata: " + std::move(valid).error().message};
-  }
+// Valid metadata text compacted (whitespace outside strings dropped) and held to
+// --max-metadata-bytes; `whitespace` says whether there is any to drop.
+Result<std::string> compacted(std::string_view raw, bool whitespace, const Limits& limits) {
   std::string out;
-  if (scanner.has_inner_whitespace()) {
+  if (whitespace) {
     compact_json(raw, out);
   } else {
     std::size_t first = 0;
@@ -482,6 +479,15 @@ Result<std::string> compact_metadata(std::string_view raw, std::size_t base, con
                  std::to_string(limits.max_metadata_bytes) + ", --max-metadata-bytes)"};
   }
   return out;
+}
+
+// Validates metadata text and gives it compacted; the reason starts with "metadata: ".
+Result<std::string> compact_metadata(std::string_view raw, std::size_t base, const Limits& limits) {
+  MetadataScanner scanner(raw, base, limits);
+  if (Result<> valid = scanner.run(); !valid) {
+    return Error{"metadata: " + std::move(valid).error().message};
+  }
+  return compacted(raw, scanner.has_inner_whitespace(), limits);
 }
 
 const char* type_name(od::json_type t) noexcept {
@@ -770,6 +776,11 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
   bool have_occurred_at = false;
   bool have_event_id = false;
   const CatalogEntry* entry = nullptr;  // the event's catalog entry, when there is a catalog
+  // Whether the line's metadata must conform to the entry's schema, and whether it was found to.
+  const auto checks_schema = [&options](const CatalogEntry* e) {
+    return e != nullptr && e->schema && options.catalog_mode == CatalogMode::reject;
+  };
+  bool schema_checked = false;
   for (auto field_result : obj) {
     od::field field;
     if (auto e = std::move(field_result).get(field); e) return Rejection{json_error(e)};
@@ -819,6 +830,20 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
         std::string_view raw;
         if (auto e = v.get_object().get(m); e) return Rejection{"metadata: " + json_error(e)};
         if (auto e = m.raw_json().get(raw); e) return Rejection{"metadata: " + json_error(e)};
+        // With the event's schema known (its name came first, as it usually does), one walk
+        // both judges the text and checks it; when that walk is in any doubt, the parser's scan
+        // and the check below run as they would without it.
+        if (checks_schema(entry)) {
+          bool whitespace = false;
+          if (entry->schema->conforms_as_written(raw, limits.max_depth, limits.max_keys,
+                                                 whitespace)) {
+            auto compact = compacted(raw, whitespace, limits);
+            if (!compact) return Rejection{std::move(compact).error().message};
+            ev.metadata = std::move(compact).value();
+            schema_checked = true;
+            break;
+          }
+        }
         const auto offset = static_cast<std::size_t>(raw.data() - base);
         auto compact = compact_metadata(raw, offset, limits);
         if (!compact) return Rejection{std::move(compact).error().message};
@@ -884,7 +909,7 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
   }
   if (!have_occurred_at) ev.occurred_at_us = now_us;
   if (!have_event_id) ev.event_id = make_uuid_v7(now_us / 1000);
-  if (entry != nullptr && entry->schema && options.catalog_mode == CatalogMode::reject) {
+  if (checks_schema(entry) && !schema_checked) {
     if (auto violation = entry->schema->check(ev.metadata)) {
       return Rejection{std::move(violation->message)};
     }

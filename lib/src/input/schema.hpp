@@ -55,6 +55,15 @@ class MetadataSchema {
   /// a violation.
   [[nodiscard]] std::optional<Violation> check(std::string_view metadata) const noexcept;
 
+  /// The line parser's one-pass path: true only when `raw` (metadata as the line writes it,
+  /// whitespace included) is certainly a JSON object the parser would accept under `max_depth`
+  /// and `max_keys` AND it conforms, so that neither the parser's own scan nor check() need run.
+  /// False whenever anything is in doubt (a violation, or text the parser must judge itself);
+  /// the caller then runs both as usual. `whitespace` tells whether any was passed over, that is
+  /// whether the text needs compacting. Never throws.
+  [[nodiscard]] bool conforms_as_written(std::string_view raw, std::size_t max_depth,
+                                         std::size_t max_keys, bool& whitespace) const noexcept;
+
   /// The schema as written in the catalog (for `trackevent events --show`).
   [[nodiscard]] const nlohmann::json& source() const noexcept { return source_; }
   /// The top-level property names, in file order (for the completion of `send -m KEY=`).

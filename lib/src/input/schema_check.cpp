@@ -284,6 +284,18 @@ class Walker {
  public:
   explicit Walker(std::string_view text) : p_(text.data()), end_(text.data() + text.size()) {}
 
+  // A strict walk (MetadataSchema::conforms_as_written) also judges the text as the line parser
+  // would, within its depth and key limits, and gives up (as an unreadable value) on anything it
+  // is not sure the parser accepts: the parser then has its say. Deeper than kStrictDepth it gives
+  // up too, which bounds skip_strict's recursion.
+  static constexpr std::size_t kStrictDepth = 64;
+  void make_strict(std::size_t max_depth, std::size_t max_keys) noexcept {
+    strict_ = true;
+    max_depth_ = std::max<std::size_t>(max_depth, 2);  // as the parser clamps it
+    max_keys_ = max_keys;
+  }
+  [[nodiscard]] bool saw_whitespace() const noexcept { return whitespace_; }
+
   std::optional<Violation> run(const Node& root) {
     skip_ws();
     if (p_ >= end_ || *p_ != '{') {
@@ -300,8 +312,31 @@ class Walker {
   // --- reading ----------------------------------------------------------------------------------
 
   void skip_ws() noexcept {
+    if (p_ >= end_ || !is_json_ws(*p_)) return;
+    whitespace_ = true;
     while (p_ < end_ && is_json_ws(*p_)) ++p_;
   }
+
+  // One more container opens (strict walk): false when the parser's --max-depth would refuse it
+  // (its line object is depth 1, so metadata's own object is depth 2), or when it is too deep for
+  // the strict walk. open_ is dropped by the Open guard that each container holds.
+  struct Open {
+    explicit Open(Walker& w) noexcept : w_(w), ok_(!w.strict_ || w.open_ + 2 <= w.max_depth_) {
+      ok_ = ok_ && w.open_ < kStrictDepth;
+      ++w_.open_;
+    }
+    ~Open() { --w_.open_; }
+    Open(const Open&) = delete;
+    Open& operator=(const Open&) = delete;
+    [[nodiscard]] bool ok() const noexcept { return ok_; }
+
+   private:
+    Walker& w_;
+    bool ok_;
+  };
+
+  // One more key (strict walk): false past --max-keys, counted over all of the metadata.
+  bool count_key() noexcept { return !strict_ || ++keys_ <= max_keys_; }
 
   bool consume(char c) noexcept {
     if (p_ < end_ && *p_ == c) {  // compact text: no whitespace to skip
@@ -328,9 +363,16 @@ class Walker {
       if (start[i] == '\\') {
         escaped = true;
         if (n - i < 2) return false;
+        if (strict_) {
+          const std::size_t length = strict_escape(std::string_view(start, n), i);
+          if (length == 0) return false;
+          i += length;
+          continue;
+        }
         i += 2;  // past the escaped character, which may be a quote
       } else {
-        ++i;  // a control byte: the line parser refuses it; here it is only passed over
+        if (strict_) return false;  // a control byte, which the parser refuses
+        ++i;                        // passed over: the text was judged before
       }
     }
     out.data = start;
@@ -340,8 +382,41 @@ class Walker {
     return true;
   }
 
+  // The bytes of the escape at `i` (its backslash) when the parser takes it as it is: 2, or 6 or
+  // 12 for \\u (a surrogate pair). 0 for anything else, \\u0000 and lone surrogates included.
+  static std::size_t strict_escape(std::string_view r, std::size_t i) noexcept {
+    switch (r[i + 1]) {
+      case '"':
+      case '\\':
+      case '/':
+      case 'b':
+      case 'f':
+      case 'n':
+      case 'r':
+      case 't':
+        return 2;
+      case 'u': {
+        const int cp = hex4(r, i + 2);
+        if (cp <= 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) return 0;
+        if (cp < 0xD800 || cp > 0xDBFF) return 6;
+        if (i + 7 >= r.size() || r[i + 6] != '\\' || r[i + 7] != 'u') return 0;
+        const int low = hex4(r, i + 8);
+        return low >= 0xDC00 && low <= 0xDFFF ? 12 : 0;
+      }
+      default:
+        return 0;
+    }
+  }
+
   bool read_number(NumberToken& out) noexcept {
-    if (fast_number(out)) return true;
+    if (fast_number(out)) {
+      if (!strict_) return true;
+      // JSON has no leading zeros ("01"); the fast path reads no number the parser's numeric
+      // range could refuse (at most 19 significant digits and a power of ten within 22).
+      const std::string_view t = out.text.front() == '-' ? out.text.substr(1) : out.text;
+      return !(t.size() > 1 && t[0] == '0' && is_digit(t[1]));
+    }
+    if (strict_) return false;
     const char* const start = p_;
     bool fraction = false;
     while (p_ < end_ && is_number_char(*p_)) {
@@ -456,11 +531,56 @@ class Walker {
       return false;
     }
     p_ += word.size();
-    return true;
+    // Strict: "truex" is one bad token to the parser; only what can follow a value is taken.
+    return !strict_ || p_ == end_ || is_json_ws(*p_) || *p_ == ',' || *p_ == '}' || *p_ == ']';
+  }
+
+  // skip_value for the strict walk: every token read and judged, keys and depth counted.
+  bool skip_strict() noexcept {
+    skip_ws();
+    if (p_ >= end_) return false;
+    switch (*p_) {
+      case '"': {
+        StringToken s;
+        return read_string(s);
+      }
+      case '{':
+      case '[': {
+        const bool object = *p_ == '{';
+        const Open open(*this);
+        if (!open.ok()) return false;
+        ++p_;
+        const char close = object ? '}' : ']';
+        if (consume(close)) return true;
+        for (;;) {
+          if (object) {
+            skip_ws();
+            StringToken key;
+            if (p_ >= end_ || *p_ != '"' || !count_key() || !read_string(key) || !consume(':')) {
+              return false;
+            }
+          }
+          if (!skip_strict()) return false;
+          if (consume(close)) return true;
+          if (!consume(',')) return false;
+        }
+      }
+      case 't':
+        return read_literal("true");
+      case 'f':
+        return read_literal("false");
+      case 'n':
+        return read_literal("null");
+      default: {
+        NumberToken n;
+        return read_number(n);
+      }
+    }
   }
 
   // Moves past one value without looking into it.
   bool skip_value() noexcept {
+    if (strict_) return skip_strict();
     skip_ws();
     if (p_ >= end_) return false;
     const char c = *p_;
@@ -722,6 +842,8 @@ class Walker {
 
   bool check_array(const Node& n, const Step* path) {
     if ((n.rules & Node::kItems) == 0) return skip_value() ? false : unreadable();
+    const Open open(*this);
+    if (!open.ok()) return unreadable();
     ++p_;  // '['
     if (consume(']')) return false;
     for (std::size_t i = 0;; ++i) {
@@ -737,6 +859,8 @@ class Walker {
   // end of the object once a key has failed, to learn which required keys are there.
   bool check_object(const Node& n, const Step* path) {
     const char* const start = p_;
+    const Open open(*this);
+    if (!open.ok()) return unreadable();
     ++p_;  // '{'
     // Without properties, additionalProperties and required, no key has a rule.
     const bool keys_have_rules = (n.rules & Node::kKeyRules) != 0;
@@ -749,6 +873,7 @@ class Walker {
         skip_ws();
         StringToken key;
         if (p_ >= end_ || *p_ != '"' || !read_string(key)) return invalid("expected a key");
+        if (!count_key()) return unreadable();
         bool ok = true;
         const std::string_view name = decode(key, key_buf, ok);
         if (!ok) return unreadable();
@@ -796,6 +921,7 @@ class Walker {
   // Whether the object at `start` has the key `name` (for required keys past the 64th).
   bool has_key(const char* start, std::string_view name, std::string& buf) {
     const char* const saved = p_;
+    const std::size_t saved_keys = keys_;  // a second look at keys already counted
     p_ = start + 1;
     bool found = false;
     if (!consume('}')) {
@@ -814,6 +940,7 @@ class Walker {
       }
     }
     p_ = saved;
+    keys_ = saved_keys;
     return found;
   }
 
@@ -823,9 +950,28 @@ class Walker {
   std::optional<Violation> found_;
   std::string scratch_;
   std::string subject_;  // the NUL-ended copy regexec reads
+  bool whitespace_ = false;
+  bool strict_ = false;
+  std::size_t max_depth_ = 0;
+  std::size_t max_keys_ = 0;
+  std::size_t open_ = 0;  // containers open around p_
+  std::size_t keys_ = 0;  // keys read so far
 };
 
 }  // namespace
+
+bool MetadataSchema::conforms_as_written(std::string_view raw, std::size_t max_depth,
+                                         std::size_t max_keys, bool& whitespace) const noexcept {
+  try {
+    Walker w(raw);
+    w.make_strict(max_depth, max_keys);
+    if (w.run(*root_)) return false;
+    whitespace = w.saw_whitespace();
+    return true;
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+}
 
 std::optional<Violation> MetadataSchema::check(std::string_view metadata) const noexcept {
   try {

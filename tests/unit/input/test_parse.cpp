@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <string>
+#include <vector>
 
 using trackevent::Catalog;
 using trackevent::Event;
@@ -124,6 +125,60 @@ TEST(ParseLine, CatalogAcceptsKnownName) {
   ParseOptions o;
   o.catalog = &c;
   EXPECT_EQ(ok(R"({"org_id":1,"event_name":"x.z"})", o).event_name, "x.z");
+}
+
+// With the event's name before its metadata, one walk judges and checks the metadata; with the
+// name after it, the parser's scan and then the check run. Either way a line gets the same
+// answer: the same stored metadata, or the same reason.
+TEST(ParseLine, OnePassSchemaCheckAnswersAsTheTwoPasses) {
+  const Catalog c = Catalog::from_json(R"({"events":[{"name":"a.b","metadata":{
+      "required":["n"],"properties":{"n":{"type":"integer","maximum":10},
+      "s":{"type":"string","pattern":"^x"},"o":{"type":"object"},"l":{"type":"array"}}}}]})");
+  ParseOptions o;
+  o.catalog = &c;
+  o.limits.max_depth = 4;
+  o.limits.max_keys = 6;
+  const std::vector<std::string> metas = {
+      R"({"n":1})",
+      R"( { "n" : 1 , "s" : "x y" } )",
+      R"({"n":1,"s":"x\u00e9\ud83d\ude00\n"})",
+      R"({"n":1,"o":{"a":[1,2.5e3,-0,true,false,null,{"b":"c"}]}})",
+      R"({"n":1,"o":{"a":{"b":{}}}})",                   // deeper than --max-depth 4
+      R"({"n":1,"o":{"a":1,"b":2,"c":3,"d":4,"e":5}})",  // more keys than --max-keys 6
+      R"({"n":01})",
+      R"({"n":1,"l":[1,]})",
+      R"({"n":1,"l":[tru]})",
+      R"({"n":1,"l":[truex]})",
+      R"({"n":1,"s":"x\u0000"})",
+      R"({"n":1,"s":"x\ud800"})",
+      R"({"n":1,"s":"x\udc00y"})",
+      R"({"n":1,"s":"x\q"})",
+      "{\"n\":1,\"s\":\"x\x01\"}",
+      R"({"n":1,"o":{"a":1e400}})",
+      R"({"n":1,"o":{"a":123456789012345678901234567890}})",
+      R"({"n":1,"o":{"a":-}})",
+      R"({"n":1 "s":"x"})",
+      R"({"n":1,"s":"y"})",  // a violation
+      R"({"n":11})",         // a violation
+      R"({"s":"x"})",        // a missing required key
+      R"({"n":1,"o":[]})",   // a violation
+  };
+  for (const std::string& m : metas) {
+    // The metadata at the same byte in both, as reasons give byte positions.
+    const std::string first = R"({"org_id":1,"event_name":"a.b","metadata":)" + m + "}";
+    const std::string last =
+        R"({"org_id":1,"user_id":12345678,"metadata":)" + m + R"(,"event_name":"a.b"})";
+    const auto a = parse_event_line(first, kNow, o);
+    const auto b = parse_event_line(last, kNow, o);
+    ASSERT_EQ(a.index(), b.index()) << m;
+    if (const auto* ra = std::get_if<Rejection>(&a)) {
+      EXPECT_EQ(ra->reason, std::get<Rejection>(b).reason) << m;
+    } else {
+      EXPECT_EQ(std::get<Event>(a).metadata, std::get<Event>(b).metadata) << m;
+    }
+  }
+  EXPECT_EQ(ok(R"({"org_id":1,"event_name":"a.b","metadata": { "n" : 1 } })", o).metadata,
+            R"({"n":1})");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // The metadata schema subset: each keyword compiled and checked, the wording of violations, and the
 // catalog errors (unsupported keyword, contradictions) with their JSON pointers.
 #include "input/catalog.hpp"
+#include "input/parse.hpp"
 #include "input/schema.hpp"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
 using trackevent::Catalog;
 using trackevent::MetadataSchema;
@@ -178,6 +180,72 @@ TEST(Schema, RegexecFallbackReadsOnlyTheValue) {
     std::copy(text.begin(), text.end(), buf.get());
     const auto v = s->check(std::string_view(buf.get(), text.size()));
     EXPECT_EQ(v.has_value(), text.find('-') != std::string::npos) << text;
+  }
+}
+
+// The one-pass path says yes only when the line parser would take the text too (validate_event
+// runs its scan) and the text conforms; anything in doubt is a no.
+TEST(Schema, ConformsAsWrittenOnlyWhereTheParserAgrees) {
+  const auto s = compile(R"({"properties":{"n":{"type":"integer"}}})");
+  ASSERT_TRUE(s);
+  struct Case {
+    std::string text;
+    std::size_t depth;
+    std::size_t keys;
+    bool conforms;
+    bool whitespace;
+  };
+  const std::vector<Case> cases = {
+      {R"({"n":1,"a":[1,2.5e-3,-0,"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"]})", 64, 99, true, false},
+      {" {\"n\" : 1 ,\t\"a\":{ } }\n", 64, 99, true, true},
+      {"{}", 2, 0, true, false},
+      {R"({"a":{"b":{}}})", 4, 99, true, false},
+      {R"({"a":{"b":{}}})", 3, 99, false, false},  // --max-depth
+      {R"({"a":[[1]]})", 3, 99, false, false},
+      {R"({"a":1,"b":{"c":2}})", 64, 3, true, false},
+      {R"({"a":1,"b":{"c":2}})", 64, 2, false, false},  // --max-keys
+      {R"({"n":"1"})", 64, 99, false, false},           // a violation
+      {R"({"a":01})", 64, 99, false, false},
+      {R"({"a":-01.5})", 64, 99, false, false},
+      {R"({"a":1.})", 64, 99, false, false},
+      {R"({"a":.5})", 64, 99, false, false},
+      {R"({"a":+1})", 64, 99, false, false},
+      {R"({"a":1e400})", 64, 99, false, false},  // left to the parser: its numeric range
+      {R"({"a":[1,]})", 64, 99, false, false},
+      {R"({"a":1,})", 64, 99, false, false},
+      {R"({"a":nul})", 64, 99, false, false},
+      {R"({"a":nullx})", 64, 99, false, false},
+      {R"({"a":"\u0000"})", 64, 99, false, false},
+      {R"({"a":"\ud800"})", 64, 99, false, false},
+      {R"({"a":"\ud800\u0041"})", 64, 99, false, false},
+      {R"({"a":"\udc00"})", 64, 99, false, false},
+      {R"({"a":"\x"})", 64, 99, false, false},
+      {R"({"a":"\u12"})", 64, 99, false, false},
+      {"{\"a\":\"\t\"}", 64, 99, false, false},
+      {R"({"a":1}})", 64, 99, false, false},
+      {R"({"a" 1})", 64, 99, false, false},
+      {R"({a:1})", 64, 99, false, false},
+      {R"([1])", 64, 99, false, false},
+      {R"({"a":"x)", 64, 99, false, false},
+  };
+  for (const Case& c : cases) {
+    bool ws = false;
+    EXPECT_EQ(s->conforms_as_written(c.text, c.depth, c.keys, ws), c.conforms) << c.text;
+    if (c.conforms) {
+      EXPECT_EQ(ws, c.whitespace) << c.text;
+    }
+    trackevent::Limits limits;
+    limits.max_depth = c.depth;
+    limits.max_keys = c.keys;
+    trackevent::Event ev;
+    ev.org_id = 1;
+    ev.event_name = "a.b";
+    ev.metadata = c.text;
+    const std::string parser = trackevent::validate_event(ev, limits);
+    // Each "no" above is the parser's "no" too, but for the violation and the number beyond the
+    // fast path, which the parser takes; a "yes" is always the parser's "yes".
+    const bool parser_takes = c.text == R"({"n":"1"})" || c.text == R"({"a":1e400})";
+    EXPECT_EQ(parser.empty(), c.conforms || parser_takes) << c.text << ": " << parser;
   }
 }
 
