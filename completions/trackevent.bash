@@ -133,6 +133,12 @@ _trackevent() {
 
   case $cmd in
     '') COMPREPLY=($(compgen -W 'migrate send ingest flush events status dead-letters partitions completions' -- "$cur")) ;;
+    events)
+      case " ${words[*]:1:cword-1} " in
+        *" lint "*) __trackevent_files ;;
+        *) COMPREPLY=($(compgen -W 'lint' -- "$cur")) ;;
+      esac
+      ;;
     ingest) __trackevent_files ;;
     dead-letters) COMPREPLY=($(compgen -W 'list replay purge' -- "$cur")) ;;
     completions) COMPREPLY=($(compgen -W 'bash zsh fish' -- "$cur")) ;;

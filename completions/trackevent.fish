@@ -98,6 +98,8 @@ complete -c trackevent -n '__fish_seen_subcommand_from events' -l json -d 'print
 complete -c trackevent -n '__fish_seen_subcommand_from events' -l names -d 'print only the names, one per line'
 complete -c trackevent -n '__fish_seen_subcommand_from events' -l show -x -d 'print NAME\'s entry as JSON, its metadata schema included'
 complete -c trackevent -n '__fish_seen_subcommand_from events' -l keys -x -d 'print the metadata keys NAME\'s schema declares, one per line'
+complete -c trackevent -n '__fish_seen_subcommand_from events; and not __fish_seen_subcommand_from lint' -f -a lint -d 'check JSONL FILEs against the catalog without storing anything, and print a table of violations per event and rule'
+complete -c trackevent -n '__fish_seen_subcommand_from events; and __fish_seen_subcommand_from lint' -F
 
 # trackevent status
 complete -c trackevent -n '__fish_seen_subcommand_from status' -s h -l help -d 'Print this help message and exit'

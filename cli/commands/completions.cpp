@@ -32,11 +32,20 @@ struct OptionSpec {
   ValueKind kind = ValueKind::none;
 };
 
+/// A subcommand's own subcommand (`events lint`): offered as a word after its parent, and then
+/// its positional. Its options are only --help, which the scripts do not offer there.
+struct NestedSpec {
+  std::string name;
+  std::string help;
+  std::optional<OptionSpec> positional;
+};
+
 struct CommandSpec {
   std::string name;  // empty for the program itself
   std::string help;
   std::vector<OptionSpec> options;
   std::optional<OptionSpec> positional;  // our commands have at most one (possibly repeated)
+  std::vector<NestedSpec> nested;        // none where there is a positional
 };
 
 /// The first clause of a help text without its parentheticals: enough for a completion menu.
@@ -126,12 +135,20 @@ CommandSpec describe_command(CLI::App& app, const std::string& name) {
   return spec;
 }
 
+void describe_nested(CLI::App& app, CommandSpec& spec) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App* a) { return !a->get_group().empty(); })) {
+    const CommandSpec inner = describe_command(*sub, sub->get_name());
+    spec.nested.push_back({inner.name, inner.help, inner.positional});
+  }
+}
+
 /// The program (commands[0], name "") and every visible subcommand, in table order.
 std::vector<CommandSpec> describe(CLI::App& root) {
   std::vector<CommandSpec> commands;
   commands.push_back(describe_command(root, ""));
   for (CLI::App* sub : root.get_subcommands([](CLI::App* a) { return !a->get_group().empty(); })) {
     commands.push_back(describe_command(*sub, sub->get_name()));
+    describe_nested(*sub, commands.back());
   }
   return commands;
 }
@@ -314,6 +331,19 @@ _trackevent() {
   }
   s << "    '') COMPREPLY=($(compgen -W '" << join(names, " ") << "' -- \"$cur\")) ;;\n";
   for (const auto& c : commands) {
+    if (c.name.empty() || c.nested.empty()) continue;
+    // Its subcommand's name until one is on the line, then that subcommand's positional.
+    std::vector<std::string> nested_names;
+    s << "    " << c.name << ")\n      case \" ${words[*]:1:cword-1} \" in\n";
+    for (const auto& n : c.nested) {
+      nested_names.push_back(n.name);
+      const bool files = n.positional && n.positional->kind == ValueKind::file;
+      s << "        *\" " << n.name << " \"*) " << (files ? "__trackevent_files" : ":") << " ;;\n";
+    }
+    s << "        *) COMPREPLY=($(compgen -W '" << sh_single(join(nested_names, " "))
+      << "' -- \"$cur\")) ;;\n      esac\n      ;;\n";
+  }
+  for (const auto& c : commands) {
     if (c.name.empty() || !c.positional) continue;
     const OptionSpec& p = *c.positional;
     switch (p.kind) {
@@ -467,6 +497,17 @@ _trackevent() {
       s << " \\\n            '" << (p.repeatable ? "*" : "1") << ":" << zsh_message(p) << ":"
         << zsh_action(p) << "'";
     }
+    if (!c.nested.empty()) {
+      // The subcommand's name first, then files when one of them takes files.
+      std::vector<std::string> names;
+      bool files = false;
+      for (const auto& n : c.nested) {
+        names.push_back(n.name);
+        files = files || (n.positional && n.positional->kind == ValueKind::file);
+      }
+      s << " \\\n            '1:COMMAND:(" << join(names, " ") << ")'";
+      if (files) s << " \\\n            '*:FILE:_files'";
+    }
     s << " && ret=0\n          ;;\n";
   }
   s << R"SH(      esac
@@ -565,6 +606,14 @@ complete -c trackevent -f
         }
       }
       s << " -d " << fish_quote(o.help) << "\n";
+    }
+    for (const auto& n : c.nested) {
+      s << "complete -c trackevent -n '" << condition << "; and not __fish_seen_subcommand_from "
+        << n.name << "' -f -a " << n.name << " -d " << fish_quote(n.help) << "\n";
+      if (n.positional && n.positional->kind == ValueKind::file) {
+        s << "complete -c trackevent -n '" << condition << "; and __fish_seen_subcommand_from "
+          << n.name << "' -F\n";
+      }
     }
     if (c.positional && !c.name.empty()) {
       const OptionSpec& p = *c.positional;

@@ -67,6 +67,18 @@ def cli_surface(binary):
     return surface
 
 
+def nested_commands(binary, surface):
+    """[(command, subcommand)] for the subcommands' own subcommands (`events lint`)."""
+    nested = []
+    for command in surface:
+        if command:
+            res = run([binary, command, "--help"])
+            nested += [(command, sub) for sub in parse_help(res.stdout)[1]]
+    if ("events", "lint") not in nested:
+        raise Failure(f"could not find `events lint` in the --help output: {nested}")
+    return nested
+
+
 def regen_hint(binary):
     return f"regenerate them with: scripts/gen-completions {binary}"
 
@@ -93,6 +105,7 @@ def check_completions_uptodate(binary, src):
 
 def check_completions_coverage(binary, src):
     surface = cli_surface(binary)
+    nested = nested_commands(binary, surface)
     missing = []
     for shell, name in SCRIPTS.items():
         with open(os.path.join(src, "completions", name)) as f:
@@ -109,6 +122,9 @@ def check_completions_coverage(binary, src):
                     found = re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", text)
                 if not found:
                     missing.append(f"{name}: {command or 'trackevent'} {opt}")
+        for command, sub in nested:
+            if not re.search(rf"(?<![\w-]){re.escape(sub)}(?![\w-])", text):
+                missing.append(f"{name}: subcommand {command} {sub}")
     if missing:
         raise Failure("missing from the completion scripts:\n  " + "\n  ".join(missing) +
                       f"\n{regen_hint(binary)}")
@@ -168,6 +184,9 @@ def check_bash_complete(binary, src):
         (["trackevent", "-q", "ingest", "--on-full", ""], {"spool", "drop", "block"}),
         (["trackevent", "flush", "--"], {"--help", "--timeout", "--batch-size", "--exclusive"}),
         (["trackevent", "completions", ""], {"bash", "zsh", "fish"}),
+        # A subcommand's own subcommand, and then its files.
+        (["trackevent", "events", ""], {"lint"}),
+        (["trackevent", "events", "lint", plan[:-3]], {plan}),
         ([binary, "--catalog", catalog, "send", "--event", ""],
          {"dataset.uploaded", "backup.completed"}),
         # The tracking plan: `-m KEY=` offers the keys of the chosen event's schema.
@@ -208,6 +227,9 @@ def check_man(binary, src):
         for opt in options:
             if opt.startswith("--") and not re.search(rf"{re.escape(opt)}(?![\w-])", plain):
                 missing.append(f"{command or 'global'} option {opt}")
+    for command, sub in nested_commands(binary, surface):
+        if not re.search(rf"\.SS {re.escape(command)} {re.escape(sub)}\b", plain):
+            missing.append(f"no .SS section for the command {command} {sub}")
     if missing:
         raise Failure(f"{page} lacks:\n  " + "\n  ".join(missing))
     print(f"every long option of {len(surface)} --help pages is in trackevent.1")
