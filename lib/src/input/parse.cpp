@@ -833,19 +833,13 @@ ParseResult parse_line(std::string_view line, std::int64_t now_us, const ParseOp
         // With the event's schema known (its name came first, as it usually does), one walk
         // both judges the text and checks it; when that walk is in any doubt, the parser's scan
         // and the check below run as they would without it.
-        if (checks_schema(entry)) {
-          bool whitespace = false;
-          if (entry->schema->conforms_as_written(raw, limits.max_depth, limits.max_keys,
-                                                 whitespace)) {
-            auto compact = compacted(raw, whitespace, limits);
-            if (!compact) return Rejection{std::move(compact).error().message};
-            ev.metadata = std::move(compact).value();
-            schema_checked = true;
-            break;
-          }
-        }
+        bool whitespace = false;
+        schema_checked =
+            checks_schema(entry) &&
+            entry->schema->conforms_as_written(raw, limits.max_depth, limits.max_keys, whitespace);
         const auto offset = static_cast<std::size_t>(raw.data() - base);
-        auto compact = compact_metadata(raw, offset, limits);
+        auto compact = schema_checked ? compacted(raw, whitespace, limits)
+                                      : compact_metadata(raw, offset, limits);
         if (!compact) return Rejection{std::move(compact).error().message};
         ev.metadata = std::move(compact).value();
         break;

@@ -321,8 +321,8 @@ class Walker {
   // (its line object is depth 1, so metadata's own object is depth 2), or when it is too deep for
   // the strict walk. open_ is dropped by the Open guard that each container holds.
   struct Open {
-    explicit Open(Walker& w) noexcept : w_(w), ok_(!w.strict_ || w.open_ + 2 <= w.max_depth_) {
-      ok_ = ok_ && w.open_ < kStrictDepth;
+    explicit Open(Walker& w) noexcept
+        : w_(w), ok_(!w.strict_ || (w.open_ + 2 <= w.max_depth_ && w.open_ < kStrictDepth)) {
       ++w_.open_;
     }
     ~Open() { --w_.open_; }
@@ -383,7 +383,8 @@ class Walker {
   }
 
   // The bytes of the escape at `i` (its backslash) when the parser takes it as it is: 2, or 6 or
-  // 12 for \\u (a surrogate pair). 0 for anything else, \\u0000 and lone surrogates included.
+  // 12 for \\u (a surrogate pair, as read_unicode_escape pairs them). 0 for anything else,
+  // \\u0000 and lone surrogates included.
   static std::size_t strict_escape(std::string_view r, std::size_t i) noexcept {
     switch (r[i + 1]) {
       case '"':
@@ -397,11 +398,9 @@ class Walker {
         return 2;
       case 'u': {
         const int cp = hex4(r, i + 2);
-        if (cp <= 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) return 0;
-        if (cp < 0xD800 || cp > 0xDBFF) return 6;
-        if (i + 7 >= r.size() || r[i + 6] != '\\' || r[i + 7] != 'u') return 0;
-        const int low = hex4(r, i + 8);
-        return low >= 0xDC00 && low <= 0xDFFF ? 12 : 0;
+        const std::size_t length = read_unicode_escape(r, i).length;
+        const bool lone_surrogate = cp >= 0xD800 && cp <= 0xDFFF && length != 12;
+        return cp <= 0 || lone_surrogate ? 0 : length;
       }
       default:
         return 0;
